@@ -1,0 +1,1 @@
+//! TA-Lib-compatible indicators (to be written).

@@ -1,0 +1,1 @@
+//! Symbol trading rules (to be written).

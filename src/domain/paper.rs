@@ -1,0 +1,1 @@
+//! Paper futures account (to be written).

@@ -1,0 +1,1 @@
+//! AsterDEX REST client (to be written).

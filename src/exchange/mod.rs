@@ -1,0 +1,4 @@
+//! Venue clients.
+
+/// AsterDEX (Binance-compatible USDT-M futures) REST.
+pub mod aster;

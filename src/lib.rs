@@ -1,0 +1,17 @@
+//! vibex: a daemon that trades crypto perpetual futures for many accounts at once.
+//!
+//! Each account is an isolated actor tree that asks its own model (or a builtin rule
+//! policy) what to do, checks the answer against hard risk rules and executes it on
+//! AsterDEX (live) or the built-in paper venue. Everything is stored in PostgreSQL and
+//! streamed over WebSocket. Read `docs/architecture.md` for the topology and one cycle.
+
+/// The one validated configuration (figment): files, environment, flags.
+pub mod config;
+/// Pure trading logic: types, indicators, snapshots, paper venue, policies.
+pub mod domain;
+/// Venue clients: AsterDEX public market data; the `Exchange` trait.
+pub mod exchange;
+/// Secrets that never print.
+pub mod secret;
+/// slog drains: per-domain JSON files with rotation and secret masking, stderr.
+pub mod telemetry;
