@@ -7,6 +7,8 @@
 
 /// The one validated configuration (figment): files, environment, flags.
 pub mod config;
+/// PostgreSQL: schema, rows, queries, migrations, the embedded private cluster.
+pub mod db;
 /// Pure trading logic: types, indicators, snapshots, paper venue, policies.
 pub mod domain;
 /// Venue clients: AsterDEX public market data; the `Exchange` trait.

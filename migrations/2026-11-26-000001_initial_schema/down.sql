@@ -1,0 +1,12 @@
+DROP TABLE reconciliation_events;
+DROP TABLE diary_entries;
+DROP TABLE equity_snapshots;
+DROP TABLE positions;
+DROP TABLE fills;
+DROP TABLE order_events;
+DROP TABLE orders;
+DROP TABLE decisions;
+DROP TABLE llm_interactions;
+DROP TABLE market_snapshots;
+DROP TABLE candles;
+DROP TABLE accounts;

@@ -1,0 +1,319 @@
+//! Every query the daemon makes, as plain functions over `&mut PgConnection` (they do
+//! not care where the connection came from: the Recorder's pool, the API's, a test's).
+
+use crate::db::models::*;
+use crate::db::schema::*;
+use chrono::{DateTime, Utc};
+use diesel::pg::upsert::excluded;
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+/// Filters shared by the list endpoints (`?account_id=&symbol=&status=&since=&until=&limit=`).
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Only rows of this account.
+    pub account_id: Option<String>,
+    /// Only rows of this symbol (`BTCUSDT`).
+    pub symbol: Option<String>,
+    /// Only rows with this status (table-specific meaning).
+    pub status: Option<String>,
+    /// Only rows at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only rows before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many rows, newest first.
+    pub limit: i64,
+}
+
+/// Registers an account or updates its configuration; never touches its paper balance.
+pub fn upsert_account(conn: &mut PgConnection, row: &AccountRow) -> QueryResult<AccountRow> {
+    diesel::insert_into(accounts::table)
+        .values(row)
+        .on_conflict(accounts::id)
+        .do_update()
+        .set((
+            accounts::mode.eq(excluded(accounts::mode)),
+            accounts::venue_base_url.eq(excluded(accounts::venue_base_url)),
+            accounts::llm_model.eq(excluded(accounts::llm_model)),
+            accounts::assets.eq(excluded(accounts::assets)),
+            accounts::interval_label.eq(excluded(accounts::interval_label)),
+            accounts::leverage.eq(excluded(accounts::leverage)),
+            accounts::config.eq(excluded(accounts::config)),
+            accounts::updated_at.eq(excluded(accounts::updated_at)),
+        ))
+        .returning(AccountRow::as_returning())
+        .get_result(conn)
+}
+
+/// One account by id.
+pub fn find_account(conn: &mut PgConnection, id: &str) -> QueryResult<Option<AccountRow>> {
+    accounts::table
+        .find(id)
+        .select(AccountRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Records an account's run state (`active`, `stopped`, ...).
+pub fn set_account_status(conn: &mut PgConnection, id: &str, status: &str) -> QueryResult<usize> {
+    diesel::update(accounts::table.find(id))
+        .set((
+            accounts::status.eq(status),
+            accounts::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+}
+
+/// Stores bars; a bar seen again (the still-open last one) is updated.
+pub fn upsert_candles(conn: &mut PgConnection, rows: &[CandleRow]) -> QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    diesel::insert_into(candles::table)
+        .values(rows)
+        .on_conflict((
+            candles::venue,
+            candles::symbol,
+            candles::kline_interval,
+            candles::open_time,
+        ))
+        .do_update()
+        .set((
+            candles::high.eq(excluded(candles::high)),
+            candles::low.eq(excluded(candles::low)),
+            candles::close.eq(excluded(candles::close)),
+            candles::volume.eq(excluded(candles::volume)),
+        ))
+        .execute(conn)
+}
+
+/// Stores a market snapshot.
+pub fn insert_snapshot(conn: &mut PgConnection, row: &MarketSnapshotRow) -> QueryResult<usize> {
+    diesel::insert_into(market_snapshots::table)
+        .values(row)
+        .execute(conn)
+}
+
+/// Stores a cycle's decisions.
+pub fn insert_decisions(conn: &mut PgConnection, rows: &[DecisionRow]) -> QueryResult<usize> {
+    diesel::insert_into(decisions::table)
+        .values(rows)
+        .execute(conn)
+}
+
+/// Stores diary entries.
+pub fn insert_diary(conn: &mut PgConnection, rows: &[DiaryEntryRow]) -> QueryResult<usize> {
+    diesel::insert_into(diary_entries::table)
+        .values(rows)
+        .execute(conn)
+}
+
+/// Stores an equity snapshot.
+pub fn insert_equity(conn: &mut PgConnection, row: &EquitySnapshotRow) -> QueryResult<usize> {
+    diesel::insert_into(equity_snapshots::table)
+        .values(row)
+        .on_conflict((equity_snapshots::account_id, equity_snapshots::ts))
+        .do_nothing()
+        .execute(conn)
+}
+
+/// Everything one execution step changed, written in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionBatch {
+    /// Orders created or changed (upserted by id).
+    pub orders: Vec<OrderRow>,
+    /// Lifecycle steps of those orders.
+    pub order_events: Vec<NewOrderEvent>,
+    /// Executions.
+    pub fills: Vec<FillRow>,
+    /// Positions opened, changed or closed (upserted by id).
+    pub positions: Vec<PositionRow>,
+    /// The paper wallet balance after the step, when it changed.
+    pub paper_wallet: Option<(String, Decimal)>,
+}
+
+impl ExecutionBatch {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+            && self.order_events.is_empty()
+            && self.fills.is_empty()
+            && self.positions.is_empty()
+            && self.paper_wallet.is_none()
+    }
+}
+
+/// Writes an [`ExecutionBatch`] atomically.
+pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> QueryResult<()> {
+    conn.transaction(|conn| {
+        for order in &batch.orders {
+            diesel::insert_into(orders::table)
+                .values(order)
+                .on_conflict(orders::id)
+                .do_update()
+                .set(order)
+                .execute(conn)?;
+        }
+        if !batch.order_events.is_empty() {
+            diesel::insert_into(order_events::table)
+                .values(&batch.order_events)
+                .execute(conn)?;
+        }
+        if !batch.fills.is_empty() {
+            diesel::insert_into(fills::table)
+                .values(&batch.fills)
+                .execute(conn)?;
+        }
+        for position in &batch.positions {
+            diesel::insert_into(positions::table)
+                .values(position)
+                .on_conflict(positions::id)
+                .do_update()
+                .set(position)
+                .execute(conn)?;
+        }
+        if let Some((account, wallet)) = &batch.paper_wallet {
+            diesel::update(accounts::table.find(account))
+                .set((
+                    accounts::paper_wallet_balance.eq(wallet),
+                    accounts::updated_at.eq(Utc::now()),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Open positions of an account (what a restart resumes).
+pub fn open_positions(conn: &mut PgConnection, account: &str) -> QueryResult<Vec<PositionRow>> {
+    positions::table
+        .filter(positions::account_id.eq(account))
+        .filter(positions::status.eq("open"))
+        .order(positions::opened_at.asc())
+        .select(PositionRow::as_select())
+        .load(conn)
+}
+
+/// Working (not yet final) orders of an account, e.g. resting TP/SL.
+pub fn working_orders(conn: &mut PgConnection, account: &str) -> QueryResult<Vec<OrderRow>> {
+    orders::table
+        .filter(orders::account_id.eq(account))
+        .filter(orders::status.eq_any(["NEW", "PARTIALLY_FILLED"]))
+        .order(orders::created_at.asc())
+        .select(OrderRow::as_select())
+        .load(conn)
+}
+
+/// Positions, newest first; `status` is `open`, `closed` or absent for both.
+pub fn list_positions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<PositionRow>> {
+    let mut q = positions::table
+        .select(PositionRow::as_select())
+        .into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(positions::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        q = q.filter(positions::symbol.eq(s));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(positions::status.eq(s));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(positions::opened_at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(positions::opened_at.lt(t));
+    }
+    q.order(positions::opened_at.desc())
+        .limit(f.limit)
+        .load(conn)
+}
+
+/// Orders, newest first.
+pub fn list_orders(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<OrderRow>> {
+    let mut q = orders::table.select(OrderRow::as_select()).into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(orders::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        q = q.filter(orders::symbol.eq(s));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(orders::status.eq(s.to_ascii_uppercase()));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(orders::created_at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(orders::created_at.lt(t));
+    }
+    q.order(orders::created_at.desc()).limit(f.limit).load(conn)
+}
+
+/// Fills (trades), newest first.
+pub fn list_fills(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<FillRow>> {
+    let mut q = fills::table.select(FillRow::as_select()).into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(fills::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        q = q.filter(fills::symbol.eq(s));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(fills::ts.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(fills::ts.lt(t));
+    }
+    q.order(fills::ts.desc()).limit(f.limit).load(conn)
+}
+
+/// Decisions, newest first; `status` filters by outcome (`approved`, `refused`, `hold`).
+pub fn list_decisions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<DecisionRow>> {
+    let mut q = decisions::table
+        .select(DecisionRow::as_select())
+        .into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(decisions::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        q = q.filter(decisions::symbol.eq(s));
+    }
+    if let Some(s) = &f.status {
+        q = q.filter(decisions::outcome.eq(s));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(decisions::ts.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(decisions::ts.lt(t));
+    }
+    q.order(decisions::ts.desc()).limit(f.limit).load(conn)
+}
+
+/// Latest equity snapshot of an account.
+pub fn latest_equity(
+    conn: &mut PgConnection,
+    account: &str,
+) -> QueryResult<Option<EquitySnapshotRow>> {
+    equity_snapshots::table
+        .filter(equity_snapshots::account_id.eq(account))
+        .order(equity_snapshots::ts.desc())
+        .select(EquitySnapshotRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Counts of an account's rows per table (for status pages and tests).
+pub fn count_cycle_rows(conn: &mut PgConnection, cycle: Uuid) -> QueryResult<(i64, i64)> {
+    let d = decisions::table
+        .filter(decisions::cycle_id.eq(cycle))
+        .count()
+        .get_result(conn)?;
+    let e = equity_snapshots::table
+        .filter(equity_snapshots::cycle_id.eq(cycle))
+        .count()
+        .get_result(conn)?;
+    Ok((d, e))
+}

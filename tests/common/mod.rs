@@ -1,0 +1,4 @@
+//! Test support: a real PostgreSQL, loopback fakes of the venue and the model.
+#![allow(dead_code)]
+
+pub mod pg;
