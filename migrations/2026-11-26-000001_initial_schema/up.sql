@@ -83,6 +83,7 @@ CREATE TABLE decisions (
     source              TEXT NOT NULL,
     outcome             TEXT NOT NULL,
     refusal_reason      TEXT,
+    risk_note           TEXT,
     snapshot_id         UUID,
     llm_interaction_id  UUID,
     PRIMARY KEY (id, ts)

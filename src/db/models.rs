@@ -100,6 +100,8 @@ pub struct DecisionRow {
     /// `approved`, `refused` or `hold`.
     pub outcome: String,
     pub refusal_reason: Option<String>,
+    /// What the risk rules clamped on an approved decision.
+    pub risk_note: Option<String>,
     pub snapshot_id: Option<Uuid>,
     pub llm_interaction_id: Option<Uuid>,
 }

@@ -129,6 +129,8 @@ pub struct ExecutionBatch {
     pub fills: Vec<FillRow>,
     /// Positions opened, changed or closed (upserted by id).
     pub positions: Vec<PositionRow>,
+    /// Trading diary entries of the step.
+    pub diary: Vec<DiaryEntryRow>,
     /// The paper wallet balance after the step, when it changed.
     pub paper_wallet: Option<(String, Decimal)>,
 }
@@ -140,6 +142,7 @@ impl ExecutionBatch {
             && self.order_events.is_empty()
             && self.fills.is_empty()
             && self.positions.is_empty()
+            && self.diary.is_empty()
             && self.paper_wallet.is_none()
     }
 }
@@ -171,6 +174,11 @@ pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> Quer
                 .on_conflict(positions::id)
                 .do_update()
                 .set(position)
+                .execute(conn)?;
+        }
+        if !batch.diary.is_empty() {
+            diesel::insert_into(diary_entries::table)
+                .values(&batch.diary)
                 .execute(conn)?;
         }
         if let Some((account, wallet)) = &batch.paper_wallet {

@@ -84,6 +84,7 @@ diesel::table! {
         source -> Text,
         outcome -> Text,
         refusal_reason -> Nullable<Text>,
+        risk_note -> Nullable<Text>,
         snapshot_id -> Nullable<Uuid>,
         llm_interaction_id -> Nullable<Uuid>,
     }

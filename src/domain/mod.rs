@@ -8,3 +8,11 @@ pub mod instrument;
 pub mod paper;
 /// Accounts, assets, symbols, sides, candles, cycle ids.
 pub mod types;
+/// Decisions and the account view they are made on.
+pub mod decision;
+/// Builtin rule policies (`builtin/hold`, `builtin/ema-rsi`, `builtin/panic`).
+pub mod policy;
+/// Hard risk rules: approve, clamp or refuse, with a reason.
+pub mod risk;
+/// MarketSnapshot: one asset's 5m series, 4h context, funding and open interest.
+pub mod snapshot;

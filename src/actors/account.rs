@@ -1,0 +1,401 @@
+//! Account: one per configured account, on its own arbiter (thread). It owns the
+//! account's cadence and run state and drives one cycle per interval:
+//!
+//! 1. ask the MarketDataHubs of its assets for their latest snapshots (skip the cycle,
+//!    with the reason, when one is missing or stale);
+//! 2. ask the ExecutionActor for balance, positions and last trades;
+//! 3. ask the DecisionActor for risk-checked decisions;
+//! 4. hand the approved ones to the ExecutionActor, which also records the equity.
+//!
+//! Invariants: at most one cycle in flight; a `cycle_id` ties every row, event and log
+//! line of the cycle together; if a child actor dies (a panic), the Account stops
+//! itself so that the Supervisor restarts the whole tree from the database.
+
+use crate::actors::decision::DecisionActor;
+use crate::actors::event_bus::EventBus;
+use crate::actors::events::{Channel, EventDraft};
+use crate::actors::execution::ExecutionActor;
+use crate::actors::market_data::MarketDataHub;
+use crate::actors::messages::*;
+use crate::actors::recorder::{LoadAccount, RecordAccountStatus, Recorder};
+use crate::config::AccountConfig;
+use crate::domain::types::{Asset, CycleId, Symbol};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use slog::{error, info, warn, Logger};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Why a cycle did not complete.
+#[derive(Debug)]
+enum CycleError {
+    /// Not enough fresh market data: the cycle is skipped.
+    Skipped(String),
+    /// A child actor is gone: the account tree must restart.
+    ChildDied(String),
+}
+
+/// The root of one account's actor tree.
+pub struct Account {
+    cfg: Arc<AccountConfig>,
+    hubs: Vec<(Asset, Addr<MarketDataHub>)>,
+    decision: Option<Addr<DecisionActor>>,
+    execution: Option<Addr<ExecutionActor>>,
+    bus: Addr<EventBus>,
+    recorder: Addr<Recorder>,
+    log: Logger,
+    state: &'static str,
+    in_flight: Option<CycleId>,
+    drain_waiters: Vec<oneshot::Sender<()>>,
+    cycles_completed: u64,
+    cycles_skipped: u64,
+    cycles_failed: u64,
+    last_cycle: Option<CycleSummary>,
+    last_error: Option<String>,
+    restarts: u32,
+    started_at: Option<DateTime<Utc>>,
+}
+
+impl Account {
+    /// An account tree for `cfg`, fed by `hubs` (one per asset).
+    pub fn new(
+        cfg: Arc<AccountConfig>,
+        hubs: Vec<(Asset, Addr<MarketDataHub>)>,
+        bus: Addr<EventBus>,
+        recorder: Addr<Recorder>,
+        restarts: u32,
+        log: &Logger,
+    ) -> Self {
+        let log = log.new(slog::o!("component" => "account", "account_id" => cfg.id.to_string()));
+        Account {
+            cfg,
+            hubs,
+            decision: None,
+            execution: None,
+            bus,
+            recorder,
+            log,
+            state: "starting",
+            in_flight: None,
+            drain_waiters: Vec::new(),
+            cycles_completed: 0,
+            cycles_skipped: 0,
+            cycles_failed: 0,
+            last_cycle: None,
+            last_error: None,
+            restarts,
+            started_at: None,
+        }
+    }
+
+    fn publish(&self, kind: &'static str, cycle: Option<CycleId>, data: serde_json::Value) {
+        self.bus.do_send(Publish(EventDraft::account(
+            Channel::TradingEvents,
+            kind,
+            &self.cfg.id,
+            cycle,
+            data,
+        )));
+    }
+
+    fn set_state(&mut self, state: &'static str) {
+        self.state = state;
+        self.recorder.do_send(RecordAccountStatus {
+            account_id: self.cfg.id.clone(),
+            status: state.to_string(),
+        });
+        self.publish(
+            "account_status",
+            None,
+            serde_json::json!({"state": state, "restarts": self.restarts}),
+        );
+    }
+
+    fn start_cycle(&mut self, ctx: &mut Context<Self>) {
+        if self.state != "active" {
+            return;
+        }
+        if let Some(running) = self.in_flight {
+            self.cycles_skipped += 1;
+            warn!(self.log, "previous cycle still running; skipping this tick";
+                "cycle_id" => running.to_string());
+            return;
+        }
+        let (Some(decision), Some(execution)) = (self.decision.clone(), self.execution.clone())
+        else {
+            return;
+        };
+        let cycle_id = CycleId::new();
+        self.in_flight = Some(cycle_id);
+        let started = Instant::now();
+        let started_at = Utc::now();
+        self.publish("cycle_started", Some(cycle_id), serde_json::json!({}));
+        let hubs = self.hubs.clone();
+        let max_age = self.max_snapshot_age();
+        let fut = async move {
+            // 1. Market data.
+            let mut snapshots = Vec::new();
+            let mut rules = HashMap::new();
+            for (asset, hub) in &hubs {
+                let view = hub
+                    .send(GetHubView)
+                    .await
+                    .map_err(|e| CycleError::Skipped(format!("{asset}: market data hub unavailable: {e}")))?;
+                let snap = view.snapshot.ok_or_else(|| {
+                    CycleError::Skipped(format!(
+                        "{asset}: no market data yet{}",
+                        view.status
+                            .last_error
+                            .map(|e| format!(" (last error: {e})"))
+                            .unwrap_or_default()
+                    ))
+                })?;
+                let age = snap.age(Utc::now());
+                if age > max_age {
+                    return Err(CycleError::Skipped(format!(
+                        "{asset}: market data is {}s old (limit {}s){}",
+                        age.num_seconds(),
+                        max_age.num_seconds(),
+                        view.status
+                            .last_error
+                            .map(|e| format!("; last error: {e}"))
+                            .unwrap_or_default()
+                    )));
+                }
+                if let Some(r) = view.rules {
+                    rules.insert(Symbol(snap.symbol.0.clone()), r);
+                }
+                snapshots.push(snap);
+            }
+            // 2. Account state (the paper venue is its own truth; live reconciliation
+            //    plugs in here).
+            let view = execution
+                .send(GetExecutionView)
+                .await
+                .map_err(|e| CycleError::ChildDied(format!("execution actor: {e}")))?;
+            // 3. Decisions through the risk rules.
+            let approved = decision
+                .send(Decide {
+                    cycle_id,
+                    snapshots,
+                    view: view.account,
+                    last_trades: view.last_trades,
+                })
+                .await
+                .map_err(|e| CycleError::ChildDied(format!("decision actor: {e}")))?;
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            counts.insert("approved".into(), approved.len());
+            // 4. Execution.
+            let report = execution
+                .send(Execute {
+                    cycle_id,
+                    decisions: approved,
+                    rules,
+                })
+                .await
+                .map_err(|e| CycleError::ChildDied(format!("execution actor: {e}")))?;
+            Ok((counts, report))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.in_flight = None;
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let mut summary = CycleSummary {
+                cycle_id,
+                started_at,
+                duration_ms,
+                outcome: "completed".into(),
+                decisions: HashMap::new(),
+                orders: 0,
+                fills: 0,
+            };
+            match res {
+                Ok((counts, report)) => {
+                    act.cycles_completed += 1;
+                    summary.decisions = counts;
+                    summary.orders = report.orders;
+                    summary.fills = report.fills;
+                    act.last_error = None;
+                    info!(act.log, "cycle completed"; "cycle_id" => cycle_id.to_string(),
+                        "duration_ms" => duration_ms, "orders" => report.orders,
+                        "fills" => report.fills);
+                    act.publish(
+                        "cycle_completed",
+                        Some(cycle_id),
+                        serde_json::to_value(&summary).unwrap_or_default(),
+                    );
+                }
+                Err(CycleError::Skipped(reason)) => {
+                    act.cycles_skipped += 1;
+                    summary.outcome = "skipped".into();
+                    warn!(act.log, "cycle skipped"; "cycle_id" => cycle_id.to_string(),
+                        "reason" => &reason);
+                    act.publish(
+                        "cycle_skipped",
+                        Some(cycle_id),
+                        serde_json::json!({"reason": reason}),
+                    );
+                    act.last_error = Some(reason);
+                }
+                Err(CycleError::ChildDied(reason)) => {
+                    act.cycles_failed += 1;
+                    summary.outcome = "failed".into();
+                    error!(act.log, "cycle failed: a child actor died; restarting the account";
+                        "cycle_id" => cycle_id.to_string(), "reason" => &reason);
+                    act.publish(
+                        "cycle_failed",
+                        Some(cycle_id),
+                        serde_json::json!({"reason": reason}),
+                    );
+                    act.last_error = Some(reason);
+                    ctx.stop();
+                }
+            }
+            act.last_cycle = Some(summary);
+            if act.state == "stopping" {
+                act.finish_drain();
+            }
+        }));
+    }
+
+    /// A snapshot older than this is stale: twice the interval, at least two polls.
+    fn max_snapshot_age(&self) -> chrono::Duration {
+        let interval = self.cfg.interval.duration;
+        let floor = Duration::from_secs(10);
+        chrono::Duration::from_std((interval * 2).max(floor).min(Duration::from_secs(600)))
+            .unwrap_or_else(|_| chrono::Duration::seconds(600))
+    }
+
+    fn finish_drain(&mut self) {
+        if self.in_flight.is_none() {
+            if self.state != "stopped" {
+                self.set_state("stopped");
+            }
+            for w in self.drain_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Account {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.started_at = Some(Utc::now());
+        info!(self.log, "account starting"; "mode" => format!("{:?}", self.cfg.mode),
+            "llm_model" => &self.cfg.llm_model, "interval" => &self.cfg.interval.label,
+            "restarts" => self.restarts);
+        let load = self.recorder.send(LoadAccount(self.cfg.id.clone()));
+        // Nothing else runs until the stored state is loaded.
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| {
+            let stored = match res {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    error!(act.log, "could not load the account's stored state"; "error" => e);
+                    ctx.stop();
+                    return;
+                }
+                Err(e) => {
+                    error!(act.log, "recorder unavailable"; "error" => e.to_string());
+                    ctx.stop();
+                    return;
+                }
+            };
+            let execution = match ExecutionActor::restore(
+                act.cfg.clone(),
+                stored,
+                act.bus.clone(),
+                act.recorder.clone(),
+                &act.log,
+            ) {
+                Ok(e) => e.start(),
+                Err(e) => {
+                    error!(act.log, "stored paper state is inconsistent"; "error" => e);
+                    ctx.stop();
+                    return;
+                }
+            };
+            for (_, hub) in &act.hubs {
+                hub.do_send(WatchSymbol {
+                    account_id: act.cfg.id.clone(),
+                    interval: act.cfg.interval.duration,
+                    ticks: execution.clone().recipient(),
+                });
+            }
+            act.execution = Some(execution);
+            act.decision = Some(
+                DecisionActor::new(&act.cfg, act.bus.clone(), act.recorder.clone(), &act.log)
+                    .start(),
+            );
+            act.set_state("active");
+            ctx.run_interval(act.cfg.interval.duration, |act, ctx| act.start_cycle(ctx));
+            // The first cycle as soon as the hubs have data.
+            ctx.run_later(Duration::from_millis(200), |act, ctx| act.start_cycle(ctx));
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (_, hub) in &self.hubs {
+            hub.do_send(UnwatchSymbol(self.cfg.id.clone()));
+        }
+        if self.state != "stopped" {
+            self.publish(
+                "account_status",
+                None,
+                serde_json::json!({"state": "crashed", "restarts": self.restarts,
+                    "last_error": self.last_error}),
+            );
+        }
+        info!(self.log, "account stopped"; "state" => self.state);
+    }
+}
+
+impl Handler<GetAccountStatus> for Account {
+    type Result = ResponseFuture<AccountStatus>;
+
+    fn handle(&mut self, _: GetAccountStatus, _: &mut Self::Context) -> Self::Result {
+        let mut status = AccountStatus {
+            account_id: self.cfg.id.clone(),
+            state: self.state.to_string(),
+            mode: format!("{:?}", self.cfg.mode).to_lowercase(),
+            llm_model: self.cfg.llm_model.clone(),
+            interval: self.cfg.interval.label.clone(),
+            cycles_completed: self.cycles_completed,
+            cycles_skipped: self.cycles_skipped,
+            cycles_failed: self.cycles_failed,
+            cycle_in_flight: self.in_flight,
+            last_cycle: self.last_cycle.clone(),
+            last_error: self.last_error.clone(),
+            restarts: self.restarts,
+            balance: None,
+            started_at: self.started_at,
+        };
+        let execution = self.execution.clone();
+        Box::pin(async move {
+            if let Some(exec) = execution {
+                if let Ok(view) = exec.send(GetExecutionView).await {
+                    status.balance = Some(view.account);
+                }
+            }
+            status
+        })
+    }
+}
+
+impl Handler<Drain> for Account {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        if self.state != "stopped" {
+            self.set_state("stopping");
+        }
+        self.finish_drain();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! The message contract between the actors (and the API facade). Handlers stay thin:
+//! receive, call domain code, send.
+
+use crate::actors::events::{BusEvent, EventDraft, EventFilter};
+use crate::domain::decision::{AccountView, TradeDecision};
+use crate::domain::instrument::SymbolRules;
+use crate::domain::snapshot::MarketSnapshot;
+use crate::domain::types::{AccountId, CycleId, Symbol};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+// ---- EventBus ----------------------------------------------------------------------
+
+/// Publish an event to every subscriber whose filter accepts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub EventDraft);
+
+/// A stamped event delivered to a subscriber (a WebSocket session).
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Arc<BusEvent>);
+
+/// Tells a subscriber the bus dropped it (it could not keep up).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Evicted {
+    /// Why.
+    pub reason: String,
+}
+
+/// Register a subscriber; the reply is its subscription id.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Subscribe {
+    /// What it wants.
+    pub filter: EventFilter,
+    /// Where events go (bounded mailbox: a full one means "too slow").
+    pub events: Recipient<Deliver>,
+    /// Where the eviction notice goes.
+    pub evicted: Recipient<Evicted>,
+}
+
+/// Remove a subscriber.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub u64);
+
+/// Number of live subscribers (status page, tests).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct SubscriberCount;
+
+// ---- MarketDataHub -----------------------------------------------------------------
+
+/// A new price for a symbol (drives paper TP/SL between cycles).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct PriceTick {
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Last traded price.
+    pub last_price: Decimal,
+    /// Mark price.
+    pub mark_price: Decimal,
+    /// When it was observed.
+    pub ts: DateTime<Utc>,
+}
+
+/// An account starts watching a hub.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchSymbol {
+    /// The account.
+    pub account_id: AccountId,
+    /// Its cycle interval (the hub polls at least this often).
+    pub interval: Duration,
+    /// Where price ticks go.
+    pub ticks: Recipient<PriceTick>,
+}
+
+/// An account stops watching a hub.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UnwatchSymbol(pub AccountId);
+
+/// The hub's latest snapshot, trading rules and health.
+#[derive(Message)]
+#[rtype(result = "HubView")]
+pub struct GetHubView;
+
+/// What [`GetHubView`] answers.
+#[derive(Clone, Debug, Serialize)]
+pub struct HubView {
+    /// Latest snapshot, if any poll succeeded.
+    pub snapshot: Option<Arc<MarketSnapshot>>,
+    /// Trading rules from `exchangeInfo`.
+    #[serde(skip)]
+    pub rules: Option<SymbolRules>,
+    /// Health.
+    pub status: HubStatus,
+}
+
+/// Health of one hub.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HubStatus {
+    /// Venue base URL.
+    pub venue: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Current poll period in milliseconds.
+    pub poll_ms: u64,
+    /// Successful polls.
+    pub polls_ok: u64,
+    /// Failed polls.
+    pub polls_failed: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Last success.
+    pub last_ok_at: Option<DateTime<Utc>>,
+    /// Last error, if the last poll failed.
+    pub last_error: Option<String>,
+    /// Accounts watching.
+    pub watchers: usize,
+}
+
+// ---- Account -----------------------------------------------------------------------
+
+/// Status of one account (REST `/accounts/{id}/status`).
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountStatus {
+    /// Account id.
+    pub account_id: AccountId,
+    /// `starting`, `active`, `stopping`, `stopped`, `restarting`.
+    pub state: String,
+    /// `paper` or `live`.
+    pub mode: String,
+    /// Model or builtin policy.
+    pub llm_model: String,
+    /// Cycle interval as configured.
+    pub interval: String,
+    /// Completed cycles since this actor started.
+    pub cycles_completed: u64,
+    /// Cycles skipped (no fresh market data, previous cycle still running).
+    pub cycles_skipped: u64,
+    /// Cycles that failed.
+    pub cycles_failed: u64,
+    /// The cycle running now.
+    pub cycle_in_flight: Option<CycleId>,
+    /// Last finished cycle.
+    pub last_cycle: Option<CycleSummary>,
+    /// Last error or skip reason.
+    pub last_error: Option<String>,
+    /// Times the supervisor restarted this account.
+    pub restarts: u32,
+    /// Balance and positions now.
+    pub balance: Option<AccountView>,
+    /// When this incarnation started.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Outcome of one cycle.
+#[derive(Clone, Debug, Serialize)]
+pub struct CycleSummary {
+    /// Cycle id.
+    pub cycle_id: CycleId,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// Wall time of the cycle, milliseconds.
+    pub duration_ms: f64,
+    /// `completed`, `skipped` or `failed`.
+    pub outcome: String,
+    /// Decisions per outcome (`approved`, `refused`, `hold`).
+    pub decisions: HashMap<String, usize>,
+    /// Orders placed.
+    pub orders: usize,
+    /// Fills.
+    pub fills: usize,
+}
+
+/// Ask an account for its status.
+#[derive(Message)]
+#[rtype(result = "AccountStatus")]
+pub struct GetAccountStatus;
+
+/// Stop starting cycles; the reply comes once the cycle in flight (if any) finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+// ---- DecisionActor -----------------------------------------------------------------
+
+/// Decide for every asset of the account.
+#[derive(Message)]
+#[rtype(result = "Vec<ApprovedDecision>")]
+pub struct Decide {
+    /// Cycle.
+    pub cycle_id: CycleId,
+    /// One snapshot per asset.
+    pub snapshots: Vec<Arc<MarketSnapshot>>,
+    /// Balance and positions.
+    pub view: AccountView,
+    /// Last trade per symbol (cooldowns).
+    pub last_trades: HashMap<Symbol, DateTime<Utc>>,
+}
+
+/// A decision the risk rules let through, with its row id.
+#[derive(Clone, Debug)]
+pub struct ApprovedDecision {
+    /// `decisions.id`.
+    pub decision_id: Uuid,
+    /// What to execute (possibly clamped).
+    pub decision: TradeDecision,
+    /// The snapshot it was decided on.
+    pub snapshot: Arc<MarketSnapshot>,
+}
+
+// ---- ExecutionActor ----------------------------------------------------------------
+
+/// The account's balance and positions now, plus last trade times.
+#[derive(Message)]
+#[rtype(result = "ExecutionView")]
+pub struct GetExecutionView;
+
+/// What [`GetExecutionView`] answers.
+#[derive(Clone, Debug)]
+pub struct ExecutionView {
+    /// Balance and positions.
+    pub account: AccountView,
+    /// Last trade per symbol.
+    pub last_trades: HashMap<Symbol, DateTime<Utc>>,
+}
+
+/// Execute approved decisions, then record the cycle's equity.
+#[derive(Message)]
+#[rtype(result = "ExecutionReport")]
+pub struct Execute {
+    /// Cycle.
+    pub cycle_id: CycleId,
+    /// Approved decisions.
+    pub decisions: Vec<ApprovedDecision>,
+    /// Trading rules per symbol.
+    pub rules: HashMap<Symbol, SymbolRules>,
+}
+
+/// What one execution step did.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionReport {
+    /// Orders created (including refused ones, recorded as REJECTED).
+    pub orders: usize,
+    /// Fills.
+    pub fills: usize,
+}
+
+// ---- Supervisor --------------------------------------------------------------------
+
+/// Status of every account and hub (REST `/status`).
+#[derive(Message)]
+#[rtype(result = "SystemStatus")]
+pub struct GetSystemStatus;
+
+/// What [`GetSystemStatus`] answers.
+#[derive(Clone, Debug, Serialize)]
+pub struct SystemStatus {
+    /// When the process started.
+    pub started_at: DateTime<Utc>,
+    /// `running` or `shutting_down`.
+    pub state: String,
+    /// Every account.
+    pub accounts: Vec<AccountStatus>,
+    /// Every market-data hub.
+    pub market_data: Vec<HubStatus>,
+}
+
+/// One account's status, `None` for an unknown id.
+#[derive(Message)]
+#[rtype(result = "Option<AccountStatus>")]
+pub struct GetOneAccountStatus(pub AccountId);
+
+/// Latest snapshots of all hubs (REST `/market-data`).
+#[derive(Message)]
+#[rtype(result = "Vec<HubView>")]
+pub struct GetMarketData;
+
+/// Graceful shutdown: no new cycles, in-flight cycles finish (bounded by `deadline`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// Give up waiting after this long.
+    pub deadline: Duration,
+}

@@ -1,0 +1,228 @@
+//! Recorder: every database write of the actors, on a `SyncArbiter` thread (diesel is
+//! blocking and never runs on an actor's event loop).
+//!
+//! Invariants: one writer thread, so writes land in the order they were sent (a restart
+//! of an account reads its state through the same mailbox, after its last writes); each
+//! message is one transaction; a failed write is retried, and if it still fails the
+//! rows are written to the error log as JSON so nothing is lost silently. Trading diary
+//! entries are also appended to `<data_dir>/diary/<account>.jsonl`.
+
+use crate::db::models::*;
+use crate::db::queries::{self, ExecutionBatch};
+use crate::db::DbPool;
+use crate::domain::types::AccountId;
+use actix::prelude::*;
+use diesel::PgConnection;
+use slog::{error, warn, Logger};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Store a market snapshot and the bars it was computed from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordSnapshot {
+    /// The snapshot row.
+    pub snapshot: MarketSnapshotRow,
+    /// New or updated bars.
+    pub candles: Vec<CandleRow>,
+}
+
+/// Store a cycle's decisions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordDecisions(pub Vec<DecisionRow>);
+
+/// Store what an execution step changed (one transaction).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordExecution(pub ExecutionBatch);
+
+/// Store an equity snapshot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordEquity(pub EquitySnapshotRow);
+
+/// Record an account's run state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordAccountStatus {
+    /// Account.
+    pub account_id: AccountId,
+    /// New state.
+    pub status: String,
+}
+
+/// Read what an account needs to resume: paper wallet, open positions, working orders.
+#[derive(Message)]
+#[rtype(result = "Result<StoredAccount, String>")]
+pub struct LoadAccount(pub AccountId);
+
+/// What [`LoadAccount`] answers.
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    /// The account row.
+    pub account: AccountRow,
+    /// Its open positions.
+    pub positions: Vec<PositionRow>,
+    /// Its working orders (resting TP/SL).
+    pub working_orders: Vec<OrderRow>,
+}
+
+/// Answers once every message sent before it has been written.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// The database writer.
+pub struct Recorder {
+    pool: DbPool,
+    diary_dir: PathBuf,
+    log: Logger,
+}
+
+impl Recorder {
+    /// A writer over `pool`, appending diary files under `data_dir/diary`.
+    pub fn new(pool: DbPool, data_dir: PathBuf, log: Logger) -> Self {
+        Recorder {
+            pool,
+            diary_dir: data_dir.join("diary"),
+            log: log.new(slog::o!("component" => "recorder")),
+        }
+    }
+
+    /// Runs `write` in a transaction with up to three attempts; on final failure the
+    /// payload goes to the error log.
+    fn write<F>(&self, what: &str, payload: impl FnOnce() -> serde_json::Value, mut write: F)
+    where
+        F: FnMut(&mut PgConnection) -> diesel::QueryResult<()>,
+    {
+        let mut last_error = String::new();
+        for attempt in 1..=3u32 {
+            match self.pool.get() {
+                Ok(mut conn) => match write(&mut conn) {
+                    Ok(()) => return,
+                    Err(e) => last_error = e.to_string(),
+                },
+                Err(e) => last_error = e.to_string(),
+            }
+            warn!(self.log, "database write failed; retrying"; "what" => what,
+                "attempt" => attempt, "error" => &last_error);
+            std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+        }
+        error!(self.log, "database write lost after 3 attempts; rows follow";
+            "what" => what, "error" => last_error, "rows" => payload().to_string());
+    }
+
+    fn append_diary(&self, rows: &[DiaryEntryRow]) {
+        for row in rows {
+            let path = self.diary_dir.join(format!("{}.jsonl", row.account_id));
+            let result = std::fs::create_dir_all(&self.diary_dir).and_then(|_| {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                let line = serde_json::to_string(row).map_err(std::io::Error::other)?;
+                f.write_all(format!("{line}\n").as_bytes())
+            });
+            if let Err(e) = result {
+                error!(self.log, "could not append to the diary file";
+                    "path" => path.display().to_string(), "error" => e.to_string());
+            }
+        }
+    }
+}
+
+impl Actor for Recorder {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<RecordSnapshot> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: RecordSnapshot, _: &mut Self::Context) {
+        self.write(
+            "market snapshot",
+            || serde_json::json!({"snapshot": msg.snapshot, "candles": msg.candles.len()}),
+            |c| {
+                queries::insert_snapshot(c, &msg.snapshot)?;
+                queries::upsert_candles(c, &msg.candles)?;
+                Ok(())
+            },
+        );
+    }
+}
+
+impl Handler<RecordDecisions> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: RecordDecisions, _: &mut Self::Context) {
+        self.write(
+            "decisions",
+            || serde_json::json!(msg.0),
+            |c| queries::insert_decisions(c, &msg.0).map(|_| ()),
+        );
+    }
+}
+
+impl Handler<RecordExecution> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: RecordExecution, _: &mut Self::Context) {
+        let batch = msg.0;
+        self.write(
+            "execution",
+            || {
+                serde_json::json!({
+                    "orders": batch.orders, "fills": batch.fills,
+                    "positions": batch.positions, "diary": batch.diary,
+                    "paper_wallet": batch.paper_wallet.as_ref().map(|(a, w)| (a.clone(), w.to_string())),
+                })
+            },
+            |c| queries::record_execution(c, &batch),
+        );
+        self.append_diary(&batch.diary);
+    }
+}
+
+impl Handler<RecordEquity> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: RecordEquity, _: &mut Self::Context) {
+        self.write(
+            "equity snapshot",
+            || serde_json::json!(msg.0),
+            |c| queries::insert_equity(c, &msg.0).map(|_| ()),
+        );
+    }
+}
+
+impl Handler<RecordAccountStatus> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: RecordAccountStatus, _: &mut Self::Context) {
+        self.write(
+            "account status",
+            || serde_json::json!({"account_id": msg.account_id, "status": msg.status}),
+            |c| queries::set_account_status(c, msg.account_id.as_str(), &msg.status).map(|_| ()),
+        );
+    }
+}
+
+impl Handler<LoadAccount> for Recorder {
+    type Result = Result<StoredAccount, String>;
+    fn handle(&mut self, msg: LoadAccount, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.pool.get().map_err(|e| e.to_string())?;
+        let id = msg.0.as_str();
+        let account = queries::find_account(&mut conn, id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("account {id} is not registered in the database"))?;
+        let positions = queries::open_positions(&mut conn, id).map_err(|e| e.to_string())?;
+        let working_orders = queries::working_orders(&mut conn, id).map_err(|e| e.to_string())?;
+        Ok(StoredAccount {
+            account,
+            positions,
+            working_orders,
+        })
+    }
+}
+
+impl Handler<Flush> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+}

@@ -1,0 +1,362 @@
+//! Supervisor: the root actor. It builds the topology — one MarketDataHub per venue and
+//! symbol (shared by the accounts that trade it), one Account tree per account on its
+//! own arbiter (thread) — watches the accounts, and restarts a crashed one with
+//! exponential backoff while the others keep trading.
+//!
+//! Invariants: a crashed account tree is torn down completely (its arbiter is stopped)
+//! before a new one starts, so no stale child keeps acting; restarts reload the state
+//! from the database; shutdown drains every account (no new cycles, in-flight cycles
+//! finish) within the deadline.
+
+use crate::actors::account::Account;
+use crate::actors::event_bus::EventBus;
+use crate::actors::events::{Channel, EventDraft};
+use crate::actors::market_data::MarketDataHub;
+use crate::actors::messages::*;
+use crate::actors::recorder::Recorder;
+use crate::config::{AccountConfig, Settings};
+use crate::domain::types::{AccountId, Symbol};
+use crate::exchange::aster::{MarketClient, RetryPolicy};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use slog::{error, info, Logger};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// After this long without a crash, the backoff starts again from one second.
+const HEALTHY_AFTER: Duration = Duration::from_secs(300);
+/// Longest wait before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+struct Slot {
+    cfg: Arc<AccountConfig>,
+    addr: Option<Addr<Account>>,
+    arbiter: Option<Arbiter>,
+    restarts: u32,
+    restart_at: Option<Instant>,
+    last_crash: Option<String>,
+    started: Instant,
+}
+
+/// The root of the actor tree.
+pub struct Supervisor {
+    bus: Addr<EventBus>,
+    recorder: Addr<Recorder>,
+    hubs: BTreeMap<(String, Symbol), Addr<MarketDataHub>>,
+    accounts: BTreeMap<AccountId, Slot>,
+    shutting_down: bool,
+    started_at: DateTime<Utc>,
+    log: Logger,
+    _market_arbiter: Arbiter,
+}
+
+/// Why the topology could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("account {account}: asterdex.base_url {url:?}: {reason}")]
+pub struct TopologyError {
+    account: AccountId,
+    url: String,
+    reason: String,
+}
+
+impl Supervisor {
+    /// Builds the hubs (started on a market-data arbiter) and the account slots; the
+    /// accounts start when the supervisor starts.
+    pub fn build(
+        settings: &Settings,
+        bus: Addr<EventBus>,
+        recorder: Addr<Recorder>,
+        log: &Logger,
+    ) -> Result<Supervisor, TopologyError> {
+        let log = log.new(slog::o!("component" => "supervisor"));
+        let market_arbiter = Arbiter::new();
+        let policy = RetryPolicy {
+            max_retries: settings.market_data.max_retries,
+            timeout: settings.market_data.request_timeout,
+            ..RetryPolicy::default()
+        };
+        let mut clients: BTreeMap<String, Arc<MarketClient>> = BTreeMap::new();
+        let mut hubs = BTreeMap::new();
+        let mut accounts = BTreeMap::new();
+        for cfg in &settings.accounts {
+            let venue = cfg.asterdex.base_url.trim_end_matches('/').to_string();
+            let client = match clients.get(&venue) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(MarketClient::new(&venue, policy.clone()).map_err(|e| {
+                        TopologyError {
+                            account: cfg.id.clone(),
+                            url: venue.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?);
+                    clients.insert(venue.clone(), c.clone());
+                    c
+                }
+            };
+            for asset in &cfg.assets {
+                let key = (venue.clone(), asset.symbol());
+                if hubs.contains_key(&key) {
+                    continue;
+                }
+                let hub = MarketDataHub::new(
+                    venue.clone(),
+                    asset.symbol(),
+                    client.clone(),
+                    settings.market_data.clone(),
+                    bus.clone(),
+                    recorder.clone(),
+                    &log,
+                );
+                let addr = MarketDataHub::start_in_arbiter(&market_arbiter.handle(), |_| hub);
+                hubs.insert(key, addr);
+            }
+            accounts.insert(
+                cfg.id.clone(),
+                Slot {
+                    cfg: Arc::new(cfg.clone()),
+                    addr: None,
+                    arbiter: None,
+                    restarts: 0,
+                    restart_at: Some(Instant::now()),
+                    last_crash: None,
+                    started: Instant::now(),
+                },
+            );
+        }
+        Ok(Supervisor {
+            bus,
+            recorder,
+            hubs,
+            accounts,
+            shutting_down: false,
+            started_at: Utc::now(),
+            log,
+            _market_arbiter: market_arbiter,
+        })
+    }
+
+    fn start_account(&mut self, id: &AccountId) {
+        let Some(slot) = self.accounts.get_mut(id) else {
+            return;
+        };
+        if let Some(old) = slot.arbiter.take() {
+            old.stop();
+        }
+        let venue = slot.cfg.asterdex.base_url.trim_end_matches('/').to_string();
+        let hubs: Vec<_> = slot
+            .cfg
+            .assets
+            .iter()
+            .filter_map(|a| {
+                self.hubs
+                    .get(&(venue.clone(), a.symbol()))
+                    .map(|h| (a.clone(), h.clone()))
+            })
+            .collect();
+        let arbiter = Arbiter::new();
+        let (cfg, bus, recorder, restarts, log) = (
+            slot.cfg.clone(),
+            self.bus.clone(),
+            self.recorder.clone(),
+            slot.restarts,
+            self.log.clone(),
+        );
+        let addr = Account::start_in_arbiter(&arbiter.handle(), move |_| {
+            Account::new(cfg, hubs, bus, recorder, restarts, &log)
+        });
+        slot.addr = Some(addr);
+        slot.arbiter = Some(arbiter);
+        slot.restart_at = None;
+        slot.started = Instant::now();
+    }
+
+    fn watch(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        let now = Instant::now();
+        let mut to_start = Vec::new();
+        for (id, slot) in self.accounts.iter_mut() {
+            match &slot.addr {
+                Some(addr) if addr.connected() => {
+                    if slot.restarts > 0 && slot.started.elapsed() > HEALTHY_AFTER {
+                        slot.restarts = 0;
+                    }
+                }
+                Some(_) => {
+                    let delay = backoff(slot.restarts);
+                    slot.addr = None;
+                    slot.restarts += 1;
+                    slot.restart_at = Some(now + delay);
+                    let reason = "the account's actor tree stopped unexpectedly (see errors.log)";
+                    slot.last_crash = Some(format!("{} at {}", reason, Utc::now().to_rfc3339()));
+                    error!(self.log, "account crashed; restarting it"; "account_id" => id.to_string(),
+                        "restart_in_ms" => delay.as_millis() as u64, "restarts" => slot.restarts);
+                    self.bus.do_send(Publish(EventDraft::account(
+                        Channel::TradingEvents,
+                        "account_status",
+                        id,
+                        None,
+                        serde_json::json!({"state": "restarting", "restarts": slot.restarts,
+                            "restart_in_ms": delay.as_millis() as u64}),
+                    )));
+                }
+                None => {
+                    if slot.restart_at.map(|t| t <= now).unwrap_or(false) {
+                        to_start.push(id.clone());
+                    }
+                }
+            }
+        }
+        for id in to_start {
+            self.start_account(&id);
+        }
+    }
+
+    fn offline_status(slot: &Slot) -> AccountStatus {
+        AccountStatus {
+            account_id: slot.cfg.id.clone(),
+            state: if slot.restart_at.is_some() {
+                "restarting".into()
+            } else {
+                "stopped".into()
+            },
+            mode: format!("{:?}", slot.cfg.mode).to_lowercase(),
+            llm_model: slot.cfg.llm_model.clone(),
+            interval: slot.cfg.interval.label.clone(),
+            cycles_completed: 0,
+            cycles_skipped: 0,
+            cycles_failed: 0,
+            cycle_in_flight: None,
+            last_cycle: None,
+            last_error: slot.last_crash.clone(),
+            restarts: slot.restarts,
+            balance: None,
+            started_at: None,
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s ... up to [`MAX_BACKOFF`].
+fn backoff(restarts: u32) -> Duration {
+    Duration::from_secs(1u64 << restarts.min(6)).min(MAX_BACKOFF)
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        info!(self.log, "supervisor started"; "accounts" => self.accounts.len(),
+            "market_data_hubs" => self.hubs.len());
+        let ids: Vec<_> = self.accounts.keys().cloned().collect();
+        for id in ids {
+            self.start_account(&id);
+        }
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.watch());
+    }
+}
+
+async fn status_of(addr: Option<Addr<Account>>, fallback: AccountStatus) -> AccountStatus {
+    match addr {
+        Some(a) => match tokio::time::timeout(Duration::from_secs(2), a.send(GetAccountStatus)).await
+        {
+            Ok(Ok(s)) => s,
+            _ => fallback,
+        },
+        None => fallback,
+    }
+}
+
+impl Handler<GetSystemStatus> for Supervisor {
+    type Result = ResponseFuture<SystemStatus>;
+
+    fn handle(&mut self, _: GetSystemStatus, _: &mut Self::Context) -> Self::Result {
+        let accounts: Vec<_> = self
+            .accounts
+            .values()
+            .map(|s| (s.addr.clone(), Self::offline_status(s)))
+            .collect();
+        let hubs: Vec<_> = self.hubs.values().cloned().collect();
+        let started_at = self.started_at;
+        let state = if self.shutting_down {
+            "shutting_down"
+        } else {
+            "running"
+        };
+        Box::pin(async move {
+            let accounts = futures_util::future::join_all(
+                accounts.into_iter().map(|(a, f)| status_of(a, f)),
+            )
+            .await;
+            let mut market_data = Vec::new();
+            for h in hubs {
+                if let Ok(v) = h.send(GetHubView).await {
+                    market_data.push(v.status);
+                }
+            }
+            SystemStatus {
+                started_at,
+                state: state.into(),
+                accounts,
+                market_data,
+            }
+        })
+    }
+}
+
+impl Handler<GetOneAccountStatus> for Supervisor {
+    type Result = ResponseFuture<Option<AccountStatus>>;
+
+    fn handle(&mut self, msg: GetOneAccountStatus, _: &mut Self::Context) -> Self::Result {
+        let slot = self
+            .accounts
+            .get(&msg.0)
+            .map(|s| (s.addr.clone(), Self::offline_status(s)));
+        Box::pin(async move {
+            match slot {
+                Some((a, f)) => Some(status_of(a, f).await),
+                None => None,
+            }
+        })
+    }
+}
+
+impl Handler<GetMarketData> for Supervisor {
+    type Result = ResponseFuture<Vec<HubView>>;
+
+    fn handle(&mut self, _: GetMarketData, _: &mut Self::Context) -> Self::Result {
+        let hubs: Vec<_> = self.hubs.values().cloned().collect();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for h in hubs {
+                if let Ok(v) = h.send(GetHubView).await {
+                    out.push(v);
+                }
+            }
+            out
+        })
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        info!(self.log, "shutting down: no new cycles; waiting for cycles in flight");
+        let addrs: Vec<_> = self
+            .accounts
+            .values()
+            .filter_map(|s| s.addr.clone())
+            .collect();
+        let log = self.log.clone();
+        Box::pin(async move {
+            let drains = futures_util::future::join_all(addrs.iter().map(|a| a.send(Drain)));
+            if tokio::time::timeout(msg.deadline, drains).await.is_err() {
+                error!(log, "some cycles did not finish before the shutdown deadline");
+            }
+        })
+    }
+}

@@ -1,0 +1,401 @@
+//! The actix-web facade: REST (JSON) and WebSocket.
+//!
+//! Entry points: [`ApiState`] (shared handles), [`configure`] (every route). Lists answer
+//! `{"items": [...], "count": n, "limit": l}`, newest first, filtered by `account_id`,
+//! `symbol`, `status`, `since`, `until` and paged by `limit` (default 100, at most
+//! 1000). An unknown account is a 404 with a JSON error body; bad query parameters a 400.
+//! WebSocket endpoints `/ws/{trading-events|market-data|positions}?account_id=` attach a
+//! [`ws_session::WsSession`] to the EventBus.
+
+pub mod error;
+pub mod ws_session;
+
+use crate::actors::event_bus::EventBus;
+use crate::actors::events::{Channel, EventFilter};
+use crate::actors::messages::{GetMarketData, GetOneAccountStatus, GetSystemStatus};
+use crate::actors::supervisor::Supervisor;
+use crate::config::AccountConfig;
+use crate::db::{self, queries, DbPool};
+use crate::domain::types::{AccountId, Asset};
+use actix::Addr;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use error::ApiError;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use slog::Logger;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default page size of list endpoints.
+pub const DEFAULT_LIMIT: i64 = 100;
+/// Largest page size of list endpoints.
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Handles every request needs.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Database pool for reads.
+    pub pool: DbPool,
+    /// The root actor (live status).
+    pub supervisor: Addr<Supervisor>,
+    /// The event bus (WebSocket sessions subscribe to it).
+    pub bus: Addr<EventBus>,
+    /// The configured accounts.
+    pub accounts: Arc<Vec<AccountConfig>>,
+    /// Server ping period on WebSockets.
+    pub ws_ping_interval: Duration,
+    /// A WebSocket client silent for this long is dropped.
+    pub ws_client_timeout: Duration,
+    /// Logger.
+    pub log: Logger,
+}
+
+impl ApiState {
+    fn account(&self, id: &str) -> Result<&AccountConfig, ApiError> {
+        self.accounts
+            .iter()
+            .find(|a| a.id.as_str() == id)
+            .ok_or_else(|| ApiError::unknown_account(id))
+    }
+}
+
+/// Query parameters of the list endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this account.
+    pub account_id: Option<String>,
+    /// Only this symbol (`BTCUSDT`) or asset (`BTC`).
+    pub symbol: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// From this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Until this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Page<T: Serialize> {
+    items: Vec<T>,
+    count: usize,
+    limit: i64,
+}
+
+impl ListQuery {
+    fn filter(&self, state: &ApiState) -> Result<queries::ListFilter, ApiError> {
+        if let Some(id) = &self.account_id {
+            state.account(id)?;
+        }
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {MAX_LIMIT}, got {limit}"
+            )));
+        }
+        let symbol = self.symbol.as_ref().map(|s| {
+            let s = s.trim().to_ascii_uppercase();
+            if s.ends_with(crate::domain::types::QUOTE) {
+                s
+            } else {
+                Asset::new(&s).symbol().0
+            }
+        });
+        Ok(queries::ListFilter {
+            account_id: self.account_id.clone(),
+            symbol,
+            status: self.status.clone(),
+            since: self.since,
+            until: self.until,
+            limit,
+        })
+    }
+}
+
+/// Runs a blocking query on the thread pool.
+async fn query<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
+{
+    let pool = state.pool.clone();
+    web::block(move || {
+        let mut conn = db::conn(&pool).map_err(|e| e.to_string())?;
+        f(&mut conn).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(format!("database task failed: {e}")))?
+    .map_err(|e| ApiError::unavailable(format!("database query failed: {e}")))
+}
+
+fn page<T: Serialize>(items: Vec<T>, limit: i64) -> HttpResponse {
+    HttpResponse::Ok().json(Page {
+        count: items.len(),
+        items,
+        limit,
+    })
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid query parameters: {err}")).into()
+    }))
+    .route("/health", web::get().to(health))
+    .route("/status", web::get().to(status))
+    .route("/accounts", web::get().to(accounts))
+    .route("/accounts/{id}", web::get().to(account))
+    .route("/accounts/{id}/status", web::get().to(account_status))
+    .route("/positions", web::get().to(positions))
+    .route("/orders", web::get().to(orders))
+    .route("/trades", web::get().to(trades))
+    .route("/decisions", web::get().to(decisions))
+    .route("/market-data", web::get().to(market_data))
+    .route("/ws/{channel}", web::get().to(websocket));
+}
+
+/// JSON 404 for every path no route matches.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!("no route for {}", req.path())))
+}
+
+async fn health(state: web::Data<ApiState>) -> HttpResponse {
+    let db = query(&state, |c| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1").execute(c)
+    })
+    .await;
+    match db {
+        Ok(_) => HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "degraded", "database": e.message})),
+    }
+}
+
+async fn status(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let s = state
+        .supervisor
+        .send(GetSystemStatus)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "state": s.state,
+        "started_at": s.started_at,
+        "uptime_s": (Utc::now() - s.started_at).num_seconds(),
+        "accounts": s.accounts,
+        "market_data": s.market_data,
+    })))
+}
+
+fn account_json(cfg: &AccountConfig, status: Option<serde_json::Value>) -> serde_json::Value {
+    json!({
+        "id": cfg.id,
+        "mode": cfg.mode,
+        "llm_model": cfg.llm_model,
+        "assets": cfg.assets,
+        "symbols": cfg.assets.iter().map(|a| a.symbol()).collect::<Vec<_>>(),
+        "interval": cfg.interval.label,
+        "leverage": cfg.leverage,
+        "venue": cfg.asterdex.base_url,
+        "risk": cfg.risk,
+        "paper": cfg.paper,
+        "status": status,
+    })
+}
+
+async fn accounts(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let s = state
+        .supervisor
+        .send(GetSystemStatus)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
+    let items: Vec<_> = state
+        .accounts
+        .iter()
+        .map(|cfg| {
+            let st = s
+                .accounts
+                .iter()
+                .find(|a| a.account_id == cfg.id)
+                .and_then(|a| serde_json::to_value(a).ok());
+            account_json(cfg, st)
+        })
+        .collect();
+    Ok(page(items, MAX_LIMIT))
+}
+
+async fn one_status(state: &ApiState, id: &str) -> Result<serde_json::Value, ApiError> {
+    let s = state
+        .supervisor
+        .send(GetOneAccountStatus(AccountId::new(id)))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
+        .ok_or_else(|| ApiError::unknown_account(id))?;
+    serde_json::to_value(s).map_err(|e| ApiError::unavailable(e.to_string()))
+}
+
+async fn account(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let cfg = state.account(&id)?.clone();
+    let status = one_status(&state, &id).await?;
+    let id2 = id.clone();
+    let (row, positions) = query(&state, move |c| {
+        Ok((
+            queries::find_account(c, &id2)?,
+            queries::open_positions(c, &id2)?,
+        ))
+    })
+    .await?;
+    let mut body = account_json(&cfg, Some(status));
+    body["paper_wallet_balance"] = json!(row.as_ref().map(|r| r.paper_wallet_balance));
+    body["paper_starting_balance"] = json!(row.as_ref().map(|r| r.paper_starting_balance));
+    body["open_positions"] = json!(positions);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn account_status(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    state.account(&id)?;
+    Ok(HttpResponse::Ok().json(one_status(&state, &id).await?))
+}
+
+async fn positions(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = q.filter(&state)?;
+    if let Some(s) = &f.status {
+        let s = s.to_ascii_lowercase();
+        if !["open", "closed"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "status must be open or closed, got {s:?}"
+            )));
+        }
+        f.status = Some(s);
+    }
+    let limit = f.limit;
+    let rows = query(&state, move |c| queries::list_positions(c, &f)).await?;
+    Ok(page(rows, limit))
+}
+
+async fn orders(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let f = q.filter(&state)?;
+    let limit = f.limit;
+    let rows = query(&state, move |c| queries::list_orders(c, &f)).await?;
+    Ok(page(rows, limit))
+}
+
+async fn trades(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let f = q.filter(&state)?;
+    let limit = f.limit;
+    let rows = query(&state, move |c| queries::list_fills(c, &f)).await?;
+    Ok(page(rows, limit))
+}
+
+async fn decisions(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let f = q.filter(&state)?;
+    let limit = f.limit;
+    let rows = query(&state, move |c| queries::list_decisions(c, &f)).await?;
+    Ok(page(rows, limit))
+}
+
+async fn market_data(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let f = q.filter(&state)?;
+    let wanted: Option<Vec<String>> = q.account_id.as_ref().and_then(|id| {
+        state
+            .account(id)
+            .ok()
+            .map(|a| a.assets.iter().map(|x| x.symbol().0).collect())
+    });
+    let venue = q
+        .account_id
+        .as_ref()
+        .and_then(|id| state.account(id).ok())
+        .map(|a| a.asterdex.base_url.trim_end_matches('/').to_string());
+    let views = state
+        .supervisor
+        .send(GetMarketData)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
+    let items: Vec<_> = views
+        .into_iter()
+        .filter(|v| wanted.as_ref().map(|w| w.contains(&v.status.symbol)).unwrap_or(true))
+        .filter(|v| venue.as_ref().map(|u| &v.status.venue == u).unwrap_or(true))
+        .filter(|v| f.symbol.as_ref().map(|s| &v.status.symbol == s).unwrap_or(true))
+        .map(|v| json!({"venue": v.status.venue, "symbol": v.status.symbol, "status": v.status, "snapshot": v.snapshot}))
+        .take(usize::try_from(f.limit).unwrap_or(usize::MAX))
+        .collect();
+    Ok(page(items, f.limit))
+}
+
+/// Query of the WebSocket endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsQuery {
+    /// Only this account's events.
+    pub account_id: Option<String>,
+}
+
+async fn websocket(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    q: web::Query<WsQuery>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let channel = match path.as_str() {
+        "trading-events" => Channel::TradingEvents,
+        "market-data" => Channel::MarketData,
+        "positions" => Channel::Positions,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no WebSocket channel {other:?} (trading-events, market-data, positions)"
+            ))
+            .into())
+        }
+    };
+    let symbols = match &q.account_id {
+        Some(id) => state
+            .account(id)?
+            .assets
+            .iter()
+            .map(|a| a.symbol().0)
+            .collect(),
+        None => Vec::new(),
+    };
+    let filter = EventFilter {
+        channel,
+        account_id: q.account_id.as_ref().map(AccountId::new),
+        symbols,
+    };
+    let session = ws_session::WsSession::new(
+        filter,
+        state.bus.clone(),
+        state.ws_ping_interval,
+        state.ws_client_timeout,
+        &state.log,
+    );
+    actix_web_actors::ws::start(session, &req, body)
+}
