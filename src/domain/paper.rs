@@ -1,1 +1,0 @@
-//! Paper futures account (to be written).
