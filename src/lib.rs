@@ -5,6 +5,8 @@
 //! AsterDEX (live) or the built-in paper venue. Everything is stored in PostgreSQL and
 //! streamed over WebSocket. Read `docs/architecture.md` for the topology and one cycle.
 
+/// Cores of the CLI subcommands (e.g. `vibex indicators --csv FILE`), testable without a process.
+pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.
 pub mod config;
 /// PostgreSQL: schema, rows, queries, migrations, the embedded private cluster.

@@ -1,0 +1,10 @@
+//! Cores of the CLI subcommands: plain functions from input to output, so that
+//! `main.rs` only parses flags, opens files and prints, and the logic is testable
+//! without a process.
+//!
+//! Entry points: [`indicators_json`] (`vibex indicators --csv FILE`).
+
+/// `vibex indicators --csv FILE`: TA-Lib indicators over an OHLCV CSV, as one JSON object.
+pub mod indicators;
+
+pub use indicators::{indicators_json, IndicatorsCsvError};
