@@ -16,3 +16,5 @@ pub mod policy;
 pub mod risk;
 /// MarketSnapshot: one asset's 5m series, 4h context, funding and open interest.
 pub mod snapshot;
+/// Deterministic client order ids.
+pub mod orders;
