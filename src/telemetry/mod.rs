@@ -1,0 +1,5 @@
+//! Logging: slog drains with secret masking (the drains themselves follow).
+
+pub mod mask;
+
+pub use mask::SecretMask;
