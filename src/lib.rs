@@ -5,6 +5,10 @@
 //! AsterDEX (live) or the built-in paper venue. Everything is stored in PostgreSQL and
 //! streamed over WebSocket. Read `docs/architecture.md` for the topology and one cycle.
 
+/// The actor topology: supervisor, market data, accounts, decision, execution, bus, recorder.
+pub mod actors;
+/// The actix-web facade: REST and WebSocket.
+pub mod api;
 /// Cores of the CLI subcommands (e.g. `vibex indicators --csv FILE`), testable without a process.
 pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.

@@ -67,6 +67,8 @@ pub struct StoredAccount {
     pub positions: Vec<PositionRow>,
     /// Its working orders (resting TP/SL).
     pub working_orders: Vec<OrderRow>,
+    /// Last fill time per symbol.
+    pub last_fills: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// Answers once every message sent before it has been written.
@@ -214,10 +216,12 @@ impl Handler<LoadAccount> for Recorder {
             .ok_or_else(|| format!("account {id} is not registered in the database"))?;
         let positions = queries::open_positions(&mut conn, id).map_err(|e| e.to_string())?;
         let working_orders = queries::working_orders(&mut conn, id).map_err(|e| e.to_string())?;
+        let last_fills = queries::last_fill_times(&mut conn, id).map_err(|e| e.to_string())?;
         Ok(StoredAccount {
             account,
             positions,
             working_orders,
+            last_fills,
         })
     }
 }

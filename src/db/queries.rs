@@ -325,3 +325,20 @@ pub fn count_cycle_rows(conn: &mut PgConnection, cycle: Uuid) -> QueryResult<(i6
         .get_result(conn)?;
     Ok((d, e))
 }
+
+/// Time of the last fill per symbol of an account (cooldowns survive a restart).
+pub fn last_fill_times(
+    conn: &mut PgConnection,
+    account: &str,
+) -> QueryResult<Vec<(String, DateTime<Utc>)>> {
+    use diesel::dsl::max;
+    let rows: Vec<(String, Option<DateTime<Utc>>)> = fills::table
+        .filter(fills::account_id.eq(account))
+        .group_by(fills::symbol)
+        .select((fills::symbol, max(fills::ts)))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(s, t)| t.map(|t| (s, t)))
+        .collect())
+}

@@ -1,0 +1,13 @@
+//! The actor topology (DESIGN §2): Supervisor -> MarketDataHubs, Account trees
+//! (Account -> DecisionActor + ExecutionActor), EventBus, Recorder. The message
+//! contract is in [`messages`]; events in [`events`].
+
+pub mod account;
+pub mod decision;
+pub mod event_bus;
+pub mod events;
+pub mod execution;
+pub mod market_data;
+pub mod messages;
+pub mod recorder;
+pub mod supervisor;

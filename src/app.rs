@@ -1,0 +1,233 @@
+//! Wiring: configuration -> logging -> database -> actix System -> Supervisor + HTTP
+//! server -> signal -> graceful shutdown.
+//!
+//! Entry points: [`run`] (`vibex run`), [`migrate`] (`vibex migrate`). Shutdown on
+//! SIGTERM/SIGINT: no new cycles, cycles in flight finish, the Recorder flushes, the
+//! HTTP server stops, the embedded database stops, logs flush — within 10 s.
+
+use crate::actors::event_bus::EventBus;
+use crate::actors::messages::Shutdown;
+use crate::actors::recorder::{Flush, Recorder};
+use crate::actors::supervisor::Supervisor;
+use crate::api::{self, ApiState};
+use crate::config::{AccountConfig, Settings};
+use crate::db::{self, embedded::EmbeddedPostgres, models::AccountRow, queries, DbPool};
+use crate::telemetry::{self, LogDomain, LogSettings, SecretMask, Telemetry};
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use chrono::Utc;
+use slog::{error, info, warn, Logger};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Time allowed for cycles in flight to finish at shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(6);
+/// Time allowed for the Recorder to write what is queued.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Log directory not writable, port taken, ...
+    #[error("{0}")]
+    Io(String),
+    /// Database trouble.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// The embedded database could not start.
+    #[error(transparent)]
+    Embedded(#[from] db::embedded::EmbeddedPgError),
+    /// The actor topology could not be built.
+    #[error(transparent)]
+    Topology(#[from] crate::actors::supervisor::TopologyError),
+}
+
+/// Starts logging with every configured secret registered for masking.
+pub fn init_logging(settings: &Settings) -> Result<(Telemetry, SecretMask), AppError> {
+    let mask = SecretMask::new(settings.secret_values());
+    let level = telemetry::parse_level(&settings.log_level).unwrap_or(slog::Level::Info);
+    let tel = telemetry::init(&LogSettings::new(&settings.log_dir, level), mask.clone())
+        .map_err(|e| {
+            AppError::Io(format!(
+                "cannot write logs to {}: {e} (set log_dir or VIBEX_LOG_DIR)",
+                settings.log_dir.display()
+            ))
+        })?;
+    Ok((tel, mask))
+}
+
+/// The database URL: `DATABASE_URL`, or the embedded cluster under the data directory.
+pub fn database(
+    settings: &Settings,
+    mask: &SecretMask,
+    log: &Logger,
+) -> Result<(Option<EmbeddedPostgres>, String), AppError> {
+    if let Some(url) = &settings.database_url {
+        return Ok((None, url.expose().to_string()));
+    }
+    let dir = settings.data_dir.join("postgres");
+    info!(log, "no DATABASE_URL: starting the embedded PostgreSQL cluster";
+        "dir" => dir.display().to_string());
+    let pg = EmbeddedPostgres::start(&dir)?;
+    mask.add([pg.password().to_string(), pg.url()]);
+    info!(log, "embedded PostgreSQL is up"; "port" => pg.port());
+    let url = pg.url();
+    Ok((Some(pg), url))
+}
+
+/// `vibex migrate`: applies pending migrations and reports them.
+pub fn migrate(settings: &Settings) -> Result<Vec<String>, AppError> {
+    let (tel, mask) = init_logging(settings)?;
+    let log = telemetry::domain_logger(&tel.root, LogDomain::App);
+    let (_pg, url) = database(settings, &mask, &log)?;
+    let pool = db::connect(&url, 2)?;
+    let mut conn = db::conn(&pool)?;
+    let applied = db::run_migrations(&mut conn)?;
+    info!(log, "migrations applied"; "count" => applied.len());
+    Ok(applied)
+}
+
+fn account_row(cfg: &AccountConfig) -> AccountRow {
+    let now = Utc::now();
+    AccountRow {
+        id: cfg.id.to_string(),
+        mode: format!("{:?}", cfg.mode).to_lowercase(),
+        venue_base_url: cfg.asterdex.base_url.clone(),
+        llm_model: cfg.llm_model.clone(),
+        assets: cfg.assets.iter().map(|a| a.to_string()).collect(),
+        interval_label: cfg.interval.label.clone(),
+        leverage: i32::try_from(cfg.leverage).unwrap_or(i32::MAX),
+        status: "registered".into(),
+        paper_starting_balance: cfg.paper.starting_balance_usd,
+        paper_wallet_balance: cfg.paper.starting_balance_usd,
+        // Secrets serialise masked.
+        config: serde_json::to_value(cfg).unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// `vibex run`: the daemon, until SIGTERM/SIGINT.
+pub fn run(settings: Settings) -> Result<(), AppError> {
+    let (tel, mask) = init_logging(&settings)?;
+    let app_log = telemetry::domain_logger(&tel.root, LogDomain::App);
+    info!(app_log, "vibex starting"; "version" => env!("CARGO_PKG_VERSION"),
+        "accounts" => settings.accounts.len());
+    let result = run_with_logs(settings, &tel.root, &mask);
+    if let Err(e) = &result {
+        error!(app_log, "vibex stopped with an error"; "error" => e.to_string());
+    } else {
+        info!(app_log, "vibex stopped");
+    }
+    drop(tel);
+    result
+}
+
+fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result<(), AppError> {
+    let app_log = telemetry::domain_logger(root, LogDomain::App);
+    let (pg, url) = database(&settings, mask, &app_log)?;
+    let pool = db::connect(&url, 16)?;
+    {
+        let mut conn = db::conn(&pool)?;
+        let applied = db::run_migrations(&mut conn)?;
+        if !applied.is_empty() {
+            info!(app_log, "migrations applied"; "versions" => applied.join(","));
+        }
+        for cfg in &settings.accounts {
+            queries::upsert_account(&mut conn, &account_row(cfg)).map_err(db::DbError::from)?;
+        }
+    }
+    let system = actix::System::new();
+    let result = system.block_on(serve(settings, pool, root.clone()));
+    drop(pg);
+    result
+}
+
+async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), AppError> {
+    let app_log = telemetry::domain_logger(&root, LogDomain::App);
+    let trading_log = telemetry::domain_logger(&root, LogDomain::Trading);
+    let market_log = telemetry::domain_logger(&root, LogDomain::MarketData);
+
+    let recorder_pool = pool.clone();
+    let data_dir = settings.data_dir.clone();
+    let rec_log = app_log.clone();
+    let recorder = SyncArbiter::start(1, move || {
+        Recorder::new(recorder_pool.clone(), data_dir.clone(), rec_log.clone())
+    });
+    let bus = EventBus::new(app_log.clone()).start();
+    let supervisor = Supervisor::build(&settings, bus.clone(), recorder.clone(), &trading_log, &market_log)?
+        .start();
+
+    let state = ApiState {
+        pool,
+        supervisor: supervisor.clone(),
+        bus,
+        accounts: Arc::new(settings.accounts.clone()),
+        ws_ping_interval: settings.api.ws_ping_interval,
+        ws_client_timeout: settings.api.ws_client_timeout,
+        log: app_log.clone(),
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(api::configure)
+            .default_service(web::route().to(api::not_found))
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind((settings.api.host.as_str(), settings.api.port))
+    .map_err(|e| {
+        AppError::Io(format!(
+            "cannot listen on {}:{}: {e} (set API_HOST / API_PORT)",
+            settings.api.host, settings.api.port
+        ))
+    })?;
+    for addr in server.addrs() {
+        info!(app_log, "listening"; "address" => format!("http://{addr}"));
+        println!("vibex listening on http://{addr}");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+
+    wait_for_signal(&app_log).await;
+    info!(app_log, "shutting down: no new cycles; finishing work in flight");
+    if supervisor
+        .send(Shutdown {
+            deadline: DRAIN_DEADLINE,
+        })
+        .await
+        .is_err()
+    {
+        warn!(app_log, "supervisor was already gone at shutdown");
+    }
+    if tokio::time::timeout(FLUSH_DEADLINE, recorder.send(Flush))
+        .await
+        .is_err()
+    {
+        warn!(app_log, "database writes still queued at shutdown were abandoned");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), handle.stop(true)).await;
+    actix::System::current().stop();
+    Ok(())
+}
+
+async fn wait_for_signal(log: &Logger) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            error!(log, "cannot install signal handlers; stop with SIGKILL only");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!(log, "SIGTERM received"),
+        _ = int.recv() => info!(log, "SIGINT received"),
+    }
+}
