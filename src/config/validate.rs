@@ -1,0 +1,723 @@
+//! From the raw shapes to the typed [`Settings`](super::Settings) parts: types, ranges,
+//! defaults and cross-field rules.
+//!
+//! Invariant: every problem is pushed as one line that starts with where it is (see
+//! [`Locate`]): `accounts.yaml: account "a1": field "leverage": 50 is outside 1..=20`.
+//! A part is returned only when it produced no problem. Secret values never appear in a
+//! message.
+
+use super::raw::{
+    AssetsInput, RawAccount, RawApi, RawAster, RawMarketData, RawOpenRouter, RawPaper, RawRisk,
+    Scalar,
+};
+use super::{
+    AccountConfig, ApiSettings, AsterConfig, CycleInterval, MarketDataSettings, OpenRouterConfig,
+    PaperConfig, RiskConfig, TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL,
+    DEFAULT_OPENROUTER_BASE_URL, LOG_LEVELS, MAX_LEVERAGE,
+};
+use crate::domain::types::{AccountId, Asset};
+use crate::secret::Secret;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Renders where a field is, as the start of an error line.
+pub(crate) trait Locate {
+    /// `file: account "id": field "x.y"` (or `environment: ...: variable X`); an empty
+    /// `field` means the whole account / file.
+    fn at(&self, field: &str) -> String;
+}
+
+/// One account of a file.
+pub(crate) struct FileAccount<'a> {
+    /// The file, as messages name it.
+    pub file: &'a str,
+    /// `account "id"` or `account #n`.
+    pub label: String,
+}
+
+impl Locate for FileAccount<'_> {
+    fn at(&self, field: &str) -> String {
+        if field.is_empty() {
+            format!("{}: {}", self.file, self.label)
+        } else {
+            format!("{}: {}: field \"{field}\"", self.file, self.label)
+        }
+    }
+}
+
+/// Collects problems for one part, located by a [`Locate`].
+pub(crate) struct Check<'a> {
+    loc: &'a dyn Locate,
+    problems: &'a mut Vec<String>,
+    found: usize,
+}
+
+impl<'a> Check<'a> {
+    /// Starts checking a part.
+    pub(crate) fn new(loc: &'a dyn Locate, problems: &'a mut Vec<String>) -> Self {
+        Check {
+            loc,
+            problems,
+            found: 0,
+        }
+    }
+
+    /// Records a problem with `field`.
+    pub(crate) fn fail(&mut self, field: &str, message: impl AsRef<str>) {
+        self.problems
+            .push(format!("{}: {}", self.loc.at(field), message.as_ref()));
+        self.found += 1;
+    }
+
+    /// True when this part had no problem so far.
+    pub(crate) fn clean(&self) -> bool {
+        self.found == 0
+    }
+
+    /// Text; absent or blank is `None`.
+    fn text(&mut self, field: &str, value: Option<Scalar>) -> Option<String> {
+        match value? {
+            Scalar::Text(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+            Scalar::Number(n) => Some(n),
+            Scalar::Bool(b) => {
+                self.fail(field, format!("expected text, found {b}"));
+                None
+            }
+        }
+    }
+
+    /// A secret: never shown in a message.
+    fn secret(&mut self, field: &str, value: Option<Scalar>) -> Secret {
+        match value {
+            Some(Scalar::Text(s)) => Secret::new(s.trim()),
+            Some(Scalar::Number(n)) => Secret::new(n),
+            Some(Scalar::Bool(_)) => {
+                self.fail(field, "expected text, found a boolean");
+                Secret::default()
+            }
+            None => Secret::default(),
+        }
+    }
+
+    /// A whole number in `lo..=hi`.
+    fn whole(&mut self, field: &str, value: Option<Scalar>, lo: u64, hi: u64) -> Option<u64> {
+        let value = value?;
+        let text = match &value {
+            Scalar::Text(s) => s.trim(),
+            Scalar::Number(n) => n.as_str(),
+            Scalar::Bool(b) => {
+                self.fail(field, format!("expected a whole number, found {b}"));
+                return None;
+            }
+        };
+        match text.parse::<i128>() {
+            Ok(n) if n >= i128::from(lo) && n <= i128::from(hi) => u64::try_from(n).ok(),
+            Ok(n) => {
+                self.fail(field, format!("{n} is outside {lo}..={hi}"));
+                None
+            }
+            Err(_) => {
+                self.fail(
+                    field,
+                    format!(
+                        "{} is not a whole number (expected {lo}..={hi})",
+                        value.shown()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A decimal read from its text (never through `f64` arithmetic).
+    fn decimal(&mut self, field: &str, value: Option<Scalar>) -> Option<Decimal> {
+        let value = value?;
+        let parsed = match &value {
+            Scalar::Text(s) => parse_decimal(s),
+            Scalar::Number(n) => parse_decimal(n),
+            Scalar::Bool(_) => None,
+        };
+        if parsed.is_none() {
+            self.fail(
+                field,
+                format!(
+                    "{} is not a decimal number (write it like 0.1 or \"0.1\")",
+                    value.shown()
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// A decimal that must be at least zero (`strict`: above zero).
+    fn decimal_min(&mut self, field: &str, value: Option<Scalar>, strict: bool) -> Option<Decimal> {
+        let d = self.decimal(field, value)?;
+        if d.is_sign_negative() && !d.is_zero() {
+            self.fail(
+                field,
+                format!("{d} is negative; it must be {}", bound(strict)),
+            );
+            None
+        } else if strict && d.is_zero() {
+            self.fail(field, format!("{d} must be {}", bound(strict)));
+            None
+        } else {
+            Some(d)
+        }
+    }
+
+    /// `true` / `false` (also `yes`/`no`, `on`/`off`, `1`/`0` from text).
+    fn boolean(&mut self, field: &str, value: Option<Scalar>) -> Option<bool> {
+        let value = value?;
+        let parsed = match &value {
+            Scalar::Bool(b) => Some(*b),
+            Scalar::Text(s) => parse_bool(s),
+            Scalar::Number(n) => parse_bool(n),
+        };
+        if parsed.is_none() {
+            self.fail(field, format!("{} is not true or false", value.shown()));
+        }
+        parsed
+    }
+
+    /// A duration with a unit (`60s`, `15m`, `1h30m`).
+    fn duration(&mut self, field: &str, value: Option<Scalar>) -> Option<Duration> {
+        let value = value?;
+        let parsed = match &value {
+            Scalar::Text(s) => humantime::parse_duration(s.trim()).ok(),
+            Scalar::Number(_) | Scalar::Bool(_) => None,
+        };
+        if parsed.is_none() {
+            self.fail(
+                field,
+                format!(
+                    "{} is not a duration; write a number with a unit, like 30s, 15m, 1h or 1h30m",
+                    value.shown()
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// A positive duration (zero refused).
+    fn positive_duration(&mut self, field: &str, value: Option<Scalar>) -> Option<Duration> {
+        let d = self.duration(field, value)?;
+        if d.is_zero() {
+            self.fail(field, "must be longer than zero");
+            return None;
+        }
+        Some(d)
+    }
+
+    /// An http(s) base URL, without a trailing slash.
+    fn base_url(&mut self, field: &str, value: Option<Scalar>, default: &str) -> String {
+        let Some(text) = self.text(field, value) else {
+            return default.to_string();
+        };
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                text.trim_end_matches('/').to_string()
+            }
+            _ => {
+                self.fail(
+                    field,
+                    format!("{text:?} is not an http(s) URL (default: {default})"),
+                );
+                default.to_string()
+            }
+        }
+    }
+
+    /// A wallet address: `0x` and 40 hex digits.
+    fn address(&mut self, field: &str, value: Option<Scalar>) -> Option<String> {
+        let text = self.text(field, value)?;
+        let ok = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .is_some_and(|hex| hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        if ok {
+            Some(text)
+        } else {
+            self.fail(
+                field,
+                format!("{text:?} is not a wallet address (0x followed by 40 hex digits)"),
+            );
+            None
+        }
+    }
+}
+
+fn bound(strict: bool) -> &'static str {
+    if strict {
+        "above zero"
+    } else {
+        "zero or more"
+    }
+}
+
+/// Parses a decimal from its text: `0.1`, `-2`, `1e-3`, `+5`.
+pub(crate) fn parse_decimal(text: &str) -> Option<Decimal> {
+    let t = text.trim();
+    if t.contains(['e', 'E']) {
+        Decimal::from_scientific(t).ok()
+    } else {
+        Decimal::from_str(t).ok()
+    }
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The accepted cadences, for messages.
+pub(crate) const INTERVAL_FORMS: &str = "use one of 1m 3m 5m 15m 1h 4h 1d, or a duration from \
+     1s to 7d such as 30s, 90s, 2m or 1h30m";
+
+/// The longest accepted cycle interval (also catches `1M`, a month, written for a minute).
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl CycleInterval {
+    /// Parses a cadence: `1m 3m 5m 15m 1h 4h 1d` or any humantime duration from 1s to 7d
+    /// in whole seconds (`30s`, `90s`, `1h30m`). The error says what is accepted.
+    pub fn parse(text: &str) -> Result<CycleInterval, String> {
+        let label = text.trim();
+        if label.is_empty() {
+            return Err(format!("is empty; {INTERVAL_FORMS}"));
+        }
+        let Ok(duration) = humantime::parse_duration(label) else {
+            return Err(format!("{label:?} is not an interval; {INTERVAL_FORMS}"));
+        };
+        if duration < Duration::from_secs(1) {
+            return Err(format!(
+                "{label:?} is too short: the shortest interval is 1s; {INTERVAL_FORMS}"
+            ));
+        }
+        if duration.subsec_nanos() != 0 {
+            return Err(format!(
+                "{label:?} is not a whole number of seconds; {INTERVAL_FORMS}"
+            ));
+        }
+        if duration > MAX_INTERVAL {
+            return Err(format!(
+                "{label:?} is too long: the longest interval is 7d; {INTERVAL_FORMS}"
+            ));
+        }
+        Ok(CycleInterval {
+            label: label.to_string(),
+            duration,
+        })
+    }
+}
+
+/// Checks an account id: `[A-Za-z0-9_-]{1,64}`.
+pub(crate) fn check_account_id(id: &str) -> Result<AccountId, String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(AccountId::new(id))
+    } else {
+        Err(format!(
+            "{id:?} is not a valid account id; use 1 to 64 letters, digits, '_' or '-'"
+        ))
+    }
+}
+
+/// Parses the asset list: non-empty, upper-cased, `[A-Z0-9]{1,20}`, unique.
+pub(crate) fn parse_assets(input: AssetsInput) -> Result<Vec<Asset>, String> {
+    let names: Vec<String> = match input {
+        AssetsInput::Text(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .map(str::to_string)
+            .collect(),
+        AssetsInput::List(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Scalar::Text(s) | Scalar::Number(s) => Ok(s),
+                Scalar::Bool(b) => Err(format!("{b} is not an asset name")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if names.is_empty() {
+        return Err("is empty; list at least one asset, e.g. [BTC, ETH] or \"BTC,ETH\"".into());
+    }
+    let mut assets: Vec<Asset> = Vec::with_capacity(names.len());
+    for name in names {
+        let asset = Asset::new(&name);
+        let ok = !asset.as_str().is_empty()
+            && asset.as_str().len() <= 20
+            && asset
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !ok {
+            return Err(format!(
+                "{:?} is not an asset name (1 to 20 letters or digits, like BTC)",
+                name.trim()
+            ));
+        }
+        if assets.contains(&asset) {
+            return Err(format!("{asset} is listed twice"));
+        }
+        assets.push(asset);
+    }
+    Ok(assets)
+}
+
+/// Validates one account. `None` when it had any problem (all pushed to `problems`).
+pub(crate) fn account(
+    raw: RawAccount,
+    loc: &dyn Locate,
+    problems: &mut Vec<String>,
+) -> Option<AccountConfig> {
+    let mut c = Check::new(loc, problems);
+
+    let id = match c.text("id", raw.id) {
+        Some(id) => match check_account_id(&id) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                c.fail("id", e);
+                None
+            }
+        },
+        None => {
+            c.fail(
+                "id",
+                "missing; every account needs a unique id (1 to 64 letters, digits, '_' or '-')",
+            );
+            None
+        }
+    };
+
+    let mode = match c.text("mode", raw.mode) {
+        None => Some(TradingMode::Paper),
+        Some(m) => {
+            match m.to_ascii_lowercase().as_str() {
+                "paper" => Some(TradingMode::Paper),
+                "live" => {
+                    c.fail(
+                        "mode",
+                        "live trading is not available yet in this version; use mode: paper",
+                    );
+                    None
+                }
+                _ => {
+                    c.fail(
+                    "mode",
+                    format!("{m:?} is not a mode; use mode: paper (live trading is not available yet)"),
+                );
+                    None
+                }
+            }
+        }
+    };
+
+    let asterdex = aster(&mut c, raw.asterdex.unwrap_or_default());
+    let openrouter = open_router(&mut c, raw.openrouter.unwrap_or_default());
+
+    let llm_model = match c.text("llm_model", raw.llm_model) {
+        None => {
+            c.fail(
+                "llm_model",
+                format!(
+                    "missing; name a model such as x-ai/grok-4, or a builtin policy: {}",
+                    builtin_list()
+                ),
+            );
+            None
+        }
+        Some(model) => match model.strip_prefix("builtin/") {
+            Some(policy) if !BUILTIN_POLICIES.contains(&policy) => {
+                c.fail(
+                    "llm_model",
+                    format!(
+                        "unknown builtin policy {model:?}; known policies: {}",
+                        builtin_list()
+                    ),
+                );
+                None
+            }
+            _ => Some(model),
+        },
+    };
+
+    let assets = match raw.assets {
+        None => {
+            c.fail(
+                "assets",
+                "missing; list the assets to trade, e.g. [BTC, ETH] or \"BTC,ETH\"",
+            );
+            None
+        }
+        Some(input) => match parse_assets(input) {
+            Ok(assets) => Some(assets),
+            Err(e) => {
+                c.fail("assets", e);
+                None
+            }
+        },
+    };
+
+    let interval = match c.text("interval", raw.interval) {
+        None => {
+            c.fail("interval", format!("missing; {INTERVAL_FORMS}"));
+            None
+        }
+        Some(text) => match CycleInterval::parse(&text) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                c.fail("interval", e);
+                None
+            }
+        },
+    };
+
+    let leverage = c
+        .whole("leverage", raw.leverage, 1, u64::from(MAX_LEVERAGE))
+        .and_then(|l| u32::try_from(l).ok())
+        .unwrap_or(1);
+    let risk = risk(&mut c, raw.risk.unwrap_or_default());
+    let paper = paper(&mut c, raw.paper.unwrap_or_default());
+
+    if !c.clean() {
+        return None;
+    }
+    Some(AccountConfig {
+        id: id?,
+        mode: mode?,
+        asterdex,
+        openrouter,
+        llm_model: llm_model?,
+        assets: assets?,
+        interval: interval?,
+        leverage,
+        risk,
+        paper,
+    })
+}
+
+fn builtin_list() -> String {
+    BUILTIN_POLICIES
+        .iter()
+        .map(|p| format!("builtin/{p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn aster(c: &mut Check<'_>, raw: RawAster) -> AsterConfig {
+    let base_url = c.base_url("asterdex.base_url", raw.base_url, DEFAULT_ASTERDEX_BASE_URL);
+    let api_key = c.secret("asterdex.api_key", raw.api_key);
+    let api_secret = c.secret("asterdex.api_secret", raw.api_secret);
+    let user = c.address("asterdex.user", raw.user);
+    let signer = c.address("asterdex.signer", raw.signer);
+    let private_key = c.secret("asterdex.private_key", raw.private_key);
+
+    // HMAC mode: key and secret go together.
+    if api_key.is_empty() != api_secret.is_empty() {
+        let missing = if api_key.is_empty() {
+            "asterdex.api_key"
+        } else {
+            "asterdex.api_secret"
+        };
+        c.fail(
+            missing,
+            "missing; asterdex.api_key and asterdex.api_secret go together (HMAC mode)",
+        );
+    }
+    // Wallet-signer mode: user, signer and private_key go together.
+    let wallet = [
+        ("asterdex.user", user.is_some()),
+        ("asterdex.signer", signer.is_some()),
+        ("asterdex.private_key", !private_key.is_empty()),
+    ];
+    if wallet.iter().any(|(_, set)| *set) {
+        for (field, set) in wallet {
+            if !set {
+                c.fail(
+                    field,
+                    "missing; wallet-signer mode needs asterdex.user, asterdex.signer and \
+                     asterdex.private_key together",
+                );
+            }
+        }
+    }
+    AsterConfig {
+        base_url,
+        api_key,
+        api_secret,
+        user,
+        signer,
+        private_key,
+    }
+}
+
+fn open_router(c: &mut Check<'_>, raw: RawOpenRouter) -> OpenRouterConfig {
+    OpenRouterConfig {
+        base_url: c.base_url(
+            "openrouter.base_url",
+            raw.base_url,
+            DEFAULT_OPENROUTER_BASE_URL,
+        ),
+        api_key: c.secret("openrouter.api_key", raw.api_key),
+    }
+}
+
+fn risk(c: &mut Check<'_>, raw: RawRisk) -> RiskConfig {
+    let max_position_usd = c.decimal_min("risk.max_position_usd", raw.max_position_usd, true);
+    let max_daily_loss_pct = c
+        .decimal_min("risk.max_daily_loss_pct", raw.max_daily_loss_pct, true)
+        .and_then(|pct| {
+            if pct > Decimal::ONE_HUNDRED {
+                c.fail(
+                    "risk.max_daily_loss_pct",
+                    format!("{pct} is above 100 (it is a percentage of the day's start equity)"),
+                );
+                None
+            } else {
+                Some(pct)
+            }
+        });
+    RiskConfig {
+        max_position_usd,
+        max_daily_loss_pct,
+        cooldown: c.duration("risk.cooldown", raw.cooldown),
+        kill_switch: c
+            .boolean("risk.kill_switch", raw.kill_switch)
+            .unwrap_or(false),
+    }
+}
+
+/// Paper defaults: 10 000 USD, 5 bps fee, 2 bps slippage.
+fn paper(c: &mut Check<'_>, raw: RawPaper) -> PaperConfig {
+    PaperConfig {
+        starting_balance_usd: c
+            .decimal_min("paper.starting_balance_usd", raw.starting_balance_usd, true)
+            .unwrap_or(Decimal::from(10_000)),
+        fee_bps: c
+            .decimal_min("paper.fee_bps", raw.fee_bps, false)
+            .unwrap_or(Decimal::from(5)),
+        slippage_bps: c
+            .decimal_min("paper.slippage_bps", raw.slippage_bps, false)
+            .unwrap_or(Decimal::from(2)),
+    }
+}
+
+/// The validated top-level parts (everything but the accounts).
+pub(crate) struct TopLevel {
+    pub api: ApiSettings,
+    pub log_dir: String,
+    pub data_dir: String,
+    pub log_level: String,
+    pub database_url: Option<Secret>,
+    pub market_data: MarketDataSettings,
+}
+
+/// Validates the top-level keys; defaults fill what is absent.
+pub(crate) fn top_level(
+    raw: super::raw::RawTop,
+    loc: &dyn Locate,
+    problems: &mut Vec<String>,
+) -> Option<TopLevel> {
+    let mut c = Check::new(loc, problems);
+    let api = raw.api.unwrap_or_default();
+    let md = raw.market_data.unwrap_or_default();
+    let top = TopLevel {
+        api: api_settings(&mut c, api),
+        log_dir: c
+            .text("log_dir", raw.log_dir)
+            .unwrap_or_else(|| super::DEFAULT_LOG_DIR.to_string()),
+        data_dir: c
+            .text("data_dir", raw.data_dir)
+            .unwrap_or_else(|| super::DEFAULT_DATA_DIR.to_string()),
+        log_level: log_level(&mut c, raw.log_level),
+        database_url: database_url(&mut c, raw.database_url),
+        market_data: market_data(&mut c, md),
+    };
+    c.clean().then_some(top)
+}
+
+fn api_settings(c: &mut Check<'_>, raw: RawApi) -> ApiSettings {
+    let host = match c.text("api.host", raw.host) {
+        Some(h) if h.chars().any(char::is_whitespace) => {
+            c.fail("api.host", format!("{h:?} is not a host name or address"));
+            super::DEFAULT_API_HOST.to_string()
+        }
+        Some(h) => h,
+        None => super::DEFAULT_API_HOST.to_string(),
+    };
+    let port = c
+        .whole("api.port", raw.port, 0, u64::from(u16::MAX))
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(super::DEFAULT_API_PORT);
+    ApiSettings { host, port }
+}
+
+fn log_level(c: &mut Check<'_>, value: Option<Scalar>) -> String {
+    let Some(level) = c.text("log_level", value) else {
+        return super::DEFAULT_LOG_LEVEL.to_string();
+    };
+    let lower = level.to_ascii_lowercase();
+    let lower = if lower == "warn" {
+        "warning".to_string()
+    } else {
+        lower
+    };
+    if LOG_LEVELS.contains(&lower.as_str()) {
+        lower
+    } else {
+        c.fail(
+            "log_level",
+            format!(
+                "{level:?} is not a log level; use one of {}",
+                LOG_LEVELS.join(", ")
+            ),
+        );
+        super::DEFAULT_LOG_LEVEL.to_string()
+    }
+}
+
+fn database_url(c: &mut Check<'_>, value: Option<Scalar>) -> Option<Secret> {
+    let secret = c.secret("database_url", value);
+    if secret.is_empty() {
+        return None;
+    }
+    match url::Url::parse(secret.expose()) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => Some(secret),
+        // Never echo the value: it holds a password.
+        _ => {
+            c.fail(
+                "database_url",
+                "is not a PostgreSQL URL (postgres://user:password@host:5432/dbname); leave it \
+                 unset to use the embedded database",
+            );
+            None
+        }
+    }
+}
+
+fn market_data(c: &mut Check<'_>, raw: RawMarketData) -> MarketDataSettings {
+    MarketDataSettings {
+        kline_limit: c
+            .whole("market_data.kline_limit", raw.kline_limit, 60, 1500)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(super::DEFAULT_KLINE_LIMIT),
+        max_poll_interval: c
+            .positive_duration("market_data.max_poll_interval", raw.max_poll_interval)
+            .unwrap_or(super::DEFAULT_MAX_POLL_INTERVAL),
+        request_timeout: c
+            .positive_duration("market_data.request_timeout", raw.request_timeout)
+            .unwrap_or(super::DEFAULT_REQUEST_TIMEOUT),
+        max_retries: c
+            .whole("market_data.max_retries", raw.max_retries, 0, 100)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(super::DEFAULT_MAX_RETRIES),
+    }
+}
