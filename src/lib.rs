@@ -7,6 +7,8 @@
 
 /// The actor topology: supervisor, market data, accounts, decision, execution, bus, recorder.
 pub mod actors;
+/// Wiring of `vibex run` / `vibex migrate`: logging, database, actors, HTTP, shutdown.
+pub mod app;
 /// The actix-web facade: REST and WebSocket.
 pub mod api;
 /// Cores of the CLI subcommands (e.g. `vibex indicators --csv FILE`), testable without a process.

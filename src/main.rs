@@ -1,1 +1,157 @@
-fn main() {}
+//! The `vibex` command line: `run`, `migrate`, `config check`, `indicators --csv FILE`.
+//! `--config FILE` and `--accounts FILE` work with every subcommand.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or input.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vibex::config::{self, LoadOptions, Settings};
+
+/// vibex: trades crypto perpetual futures for many accounts at once.
+#[derive(Parser, Debug)]
+#[command(name = "vibex", version, about)]
+struct Cli {
+    /// Settings file (default: vibex.toml in the working directory, if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Accounts file (default: accounts.yaml in the working directory, if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    accounts: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon until SIGTERM/SIGINT.
+    Run,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Compute the indicators over a CSV of candles and print them as JSON.
+    Indicators {
+        /// CSV with timestamp,open,high,low,close,volume columns.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate exactly as `run` does and print the resolved configuration, secrets
+    /// masked. Exits non-zero on any error.
+    Check,
+}
+
+fn load(cli: &Cli) -> Result<Settings, ExitCode> {
+    config::load(&LoadOptions {
+        config_file: cli.config.clone(),
+        accounts_file: cli.accounts.clone(),
+        dotenv_file: None,
+    })
+    .map_err(|e| {
+        eprintln!("error: invalid configuration:");
+        for problem in e.problems() {
+            eprintln!("  {problem}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Run => {
+            let settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match vibex::app::run(settings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate => {
+            let settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match vibex::app::migrate(&settings) {
+                Ok(applied) if applied.is_empty() => {
+                    println!("database schema is up to date");
+                    ExitCode::SUCCESS
+                }
+                Ok(applied) => {
+                    for m in applied {
+                        println!("applied {m}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let settings = match load(&cli) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let json = settings.masked_json();
+            match serde_json::to_string_pretty(&json) {
+                Ok(text) => {
+                    println!("{text}");
+                    eprintln!(
+                        "configuration is valid: {} account(s) ({})",
+                        settings.accounts.len(),
+                        settings
+                            .accounts
+                            .iter()
+                            .map(|a| format!(
+                                "{} {}",
+                                a.id,
+                                format!("{:?}", a.mode).to_lowercase()
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Indicators { csv } => {
+            let file = match std::fs::File::open(csv) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", csv.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match vibex::commands::indicators_json(std::io::BufReader::new(file)) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", csv.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -134,7 +134,19 @@ pub struct ApiSettings {
     pub host: String,
     /// `API_PORT`, default 3000.
     pub port: u16,
+    /// Server ping period on WebSockets (`api.ws_ping_interval`, default 30s).
+    #[serde(with = "humantime_serde_compat")]
+    pub ws_ping_interval: Duration,
+    /// A WebSocket client silent this long is dropped (`api.ws_client_timeout`,
+    /// default 75s: two missed pings and a half).
+    #[serde(with = "humantime_serde_compat")]
+    pub ws_client_timeout: Duration,
 }
+
+/// Default server ping period on WebSockets.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Default silence after which a WebSocket client is dropped.
+pub const DEFAULT_WS_CLIENT_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// How the MarketDataHubs talk to the venue's public endpoints.
 #[derive(Clone, Debug, Serialize)]
@@ -354,6 +366,14 @@ fn defaults() -> figment::value::Dict {
     let mut api = Dict::new();
     api.insert("host".into(), Value::from(DEFAULT_API_HOST));
     api.insert("port".into(), Value::from(DEFAULT_API_PORT));
+    api.insert(
+        "ws_ping_interval".into(),
+        Value::from(humantime::format_duration(DEFAULT_WS_PING_INTERVAL).to_string()),
+    );
+    api.insert(
+        "ws_client_timeout".into(),
+        Value::from(humantime::format_duration(DEFAULT_WS_CLIENT_TIMEOUT).to_string()),
+    );
     let mut md = Dict::new();
     md.insert("kline_limit".into(), Value::from(DEFAULT_KLINE_LIMIT));
     md.insert(

@@ -145,6 +145,8 @@ pub(crate) struct RawTop {
 pub(crate) struct RawApi {
     pub host: Option<Scalar>,
     pub port: Option<Scalar>,
+    pub ws_ping_interval: Option<Scalar>,
+    pub ws_client_timeout: Option<Scalar>,
 }
 
 /// `market_data:` block.

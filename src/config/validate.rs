@@ -657,7 +657,24 @@ fn api_settings(c: &mut Check<'_>, raw: RawApi) -> ApiSettings {
         .whole("api.port", raw.port, 0, u64::from(u16::MAX))
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(super::DEFAULT_API_PORT);
-    ApiSettings { host, port }
+    let ws_ping_interval = c
+        .positive_duration("api.ws_ping_interval", raw.ws_ping_interval)
+        .unwrap_or(super::DEFAULT_WS_PING_INTERVAL);
+    let ws_client_timeout = c
+        .positive_duration("api.ws_client_timeout", raw.ws_client_timeout)
+        .unwrap_or(super::DEFAULT_WS_CLIENT_TIMEOUT);
+    if ws_client_timeout <= ws_ping_interval {
+        c.fail(
+            "api.ws_client_timeout",
+            "must be longer than api.ws_ping_interval (a client answers pings)",
+        );
+    }
+    ApiSettings {
+        host,
+        port,
+        ws_ping_interval,
+        ws_client_timeout,
+    }
 }
 
 fn log_level(c: &mut Check<'_>, value: Option<Scalar>) -> String {
