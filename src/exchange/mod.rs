@@ -2,3 +2,5 @@
 
 /// AsterDEX (Binance-compatible USDT-M futures) REST.
 pub mod aster;
+/// Venue errors (transport, timeouts, refusals, rate limits, bans, bad answers).
+pub mod error;
