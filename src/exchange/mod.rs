@@ -2,5 +2,7 @@
 
 /// AsterDEX (Binance-compatible USDT-M futures) REST.
 pub mod aster;
+/// Venue errors (transport, timeouts, refusals, rate limits, bans, bad answers).
+pub mod error;
 /// The paper venue: simulated account plus order and position bookkeeping.
 pub mod paper;
