@@ -46,13 +46,14 @@ pub enum AppError {
 pub fn init_logging(settings: &Settings) -> Result<(Telemetry, SecretMask), AppError> {
     let mask = SecretMask::new(settings.secret_values());
     let level = telemetry::parse_level(&settings.log_level).unwrap_or(slog::Level::Info);
-    let tel = telemetry::init(&LogSettings::new(&settings.log_dir, level), mask.clone())
-        .map_err(|e| {
+    let tel = telemetry::init(&LogSettings::new(&settings.log_dir, level), mask.clone()).map_err(
+        |e| {
             AppError::Io(format!(
                 "cannot write logs to {}: {e} (set log_dir or VIBEX_LOG_DIR)",
                 settings.log_dir.display()
             ))
-        })?;
+        },
+    )?;
     Ok((tel, mask))
 }
 
@@ -155,8 +156,14 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
         Recorder::new(recorder_pool.clone(), data_dir.clone(), rec_log.clone())
     });
     let bus = EventBus::new(app_log.clone()).start();
-    let supervisor = Supervisor::build(&settings, bus.clone(), recorder.clone(), &trading_log, &market_log)?
-        .start();
+    let supervisor = Supervisor::build(
+        &settings,
+        bus.clone(),
+        recorder.clone(),
+        &trading_log,
+        &market_log,
+    )?
+    .start();
 
     let state = ApiState {
         pool,
@@ -192,7 +199,10 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     actix_rt::spawn(server);
 
     wait_for_signal(&app_log).await;
-    info!(app_log, "shutting down: no new cycles; finishing work in flight");
+    info!(
+        app_log,
+        "shutting down: no new cycles; finishing work in flight"
+    );
     if supervisor
         .send(Shutdown {
             deadline: DRAIN_DEADLINE,
@@ -206,7 +216,10 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
         .await
         .is_err()
     {
-        warn!(app_log, "database writes still queued at shutdown were abandoned");
+        warn!(
+            app_log,
+            "database writes still queued at shutdown were abandoned"
+        );
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), handle.stop(true)).await;
     actix::System::current().stop();
@@ -221,7 +234,10 @@ async fn wait_for_signal(log: &Logger) {
     ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
-            error!(log, "cannot install signal handlers; stop with SIGKILL only");
+            error!(
+                log,
+                "cannot install signal handlers; stop with SIGKILL only"
+            );
             std::future::pending::<()>().await;
             return;
         }

@@ -7,10 +7,10 @@
 
 /// The actor topology: supervisor, market data, accounts, decision, execution, bus, recorder.
 pub mod actors;
-/// Wiring of `vibex run` / `vibex migrate`: logging, database, actors, HTTP, shutdown.
-pub mod app;
 /// The actix-web facade: REST and WebSocket.
 pub mod api;
+/// Wiring of `vibex run` / `vibex migrate`: logging, database, actors, HTTP, shutdown.
+pub mod app;
 /// Cores of the CLI subcommands (e.g. `vibex indicators --csv FILE`), testable without a process.
 pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.

@@ -118,11 +118,7 @@ fn main() -> ExitCode {
                         settings
                             .accounts
                             .iter()
-                            .map(|a| format!(
-                                "{} {}",
-                                a.id,
-                                format!("{:?}", a.mode).to_lowercase()
-                            ))
+                            .map(|a| format!("{} {}", a.id, format!("{:?}", a.mode).to_lowercase()))
                             .collect::<Vec<_>>()
                             .join(", ")
                     );

@@ -139,15 +139,15 @@ impl Account {
             let mut snapshots = Vec::new();
             let mut rules = HashMap::new();
             for (asset, hub) in &hubs {
-                let view = hub
-                    .send(GetHubView)
-                    .await
-                    .map_err(|e| CycleError::Skipped(format!("{asset}: market data hub unavailable: {e}")))?;
+                let view = hub.send(GetHubView).await.map_err(|e| {
+                    CycleError::Skipped(format!("{asset}: market data hub unavailable: {e}"))
+                })?;
+                let last_error = view.status.last_error.clone();
                 let snap = view.snapshot.ok_or_else(|| {
                     CycleError::Skipped(format!(
                         "{asset}: no market data yet{}",
-                        view.status
-                            .last_error
+                        last_error
+                            .clone()
                             .map(|e| format!(" (last error: {e})"))
                             .unwrap_or_default()
                     ))
@@ -158,8 +158,7 @@ impl Account {
                         "{asset}: market data is {}s old (limit {}s){}",
                         age.num_seconds(),
                         max_age.num_seconds(),
-                        view.status
-                            .last_error
+                        last_error
                             .map(|e| format!("; last error: {e}"))
                             .unwrap_or_default()
                     )));

@@ -110,7 +110,9 @@ impl Handler<Decide> for DecisionActor {
                 })
                 .collect(),
         };
-        let log = self.log.new(slog::o!("cycle_id" => msg.cycle_id.to_string()));
+        let log = self
+            .log
+            .new(slog::o!("cycle_id" => msg.cycle_id.to_string()));
         let mut rows = Vec::new();
         let mut approved = Vec::new();
         for snap in &msg.snapshots {
@@ -135,9 +137,7 @@ impl Handler<Decide> for DecisionActor {
             );
             let id = Uuid::now_v7();
             let (executed, refusal, note) = match &verdict {
-                RiskVerdict::Approved { decision, note } => {
-                    (decision.clone(), None, note.clone())
-                }
+                RiskVerdict::Approved { decision, note } => (decision.clone(), None, note.clone()),
                 RiskVerdict::Refused { reason } => (decision.clone(), Some(reason.clone()), None),
                 RiskVerdict::Hold => (decision.clone(), None, None),
             };

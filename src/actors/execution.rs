@@ -19,7 +19,6 @@ use chrono::Utc;
 use serde_json::json;
 use slog::{info, Logger};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// The order executor of one account.
 pub struct ExecutionActor {
@@ -189,7 +188,11 @@ impl Handler<Execute> for ExecutionActor {
                 self.cfg.leverage,
                 now,
             );
-            report.orders += batch.orders.iter().filter(|o| o.status != "CANCELED").count();
+            report.orders += batch
+                .orders
+                .iter()
+                .filter(|o| o.status != "CANCELED")
+                .count();
             report.fills += batch.fills.len();
             self.commit(batch, Some(msg.cycle_id));
         }
@@ -213,7 +216,6 @@ impl Handler<Execute> for ExecutionActor {
             }),
         )));
         self.recorder.do_send(RecordEquity(equity));
-        let _ = Uuid::nil();
         MessageResult(report)
     }
 }

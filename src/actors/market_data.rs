@@ -140,7 +140,10 @@ impl MarketDataHub {
         let client = self.client.clone();
         let symbol = self.symbol.clone();
         let limit = self.settings.kline_limit;
-        let need_rules = self.rules_at.map(|t| t.elapsed() > RULES_TTL).unwrap_or(true);
+        let need_rules = self
+            .rules_at
+            .map(|t| t.elapsed() > RULES_TTL)
+            .unwrap_or(true);
         let fut = async move {
             let rules = if need_rules {
                 Some(
@@ -166,7 +169,7 @@ impl MarketDataHub {
                 k4: k4.map_err(|e| e.to_string())?,
                 mark_price: premium.mark_price,
                 funding_rate: premium.last_funding_rate,
-                next_funding_time: premium.next_funding_time,
+                next_funding_time: Some(premium.next_funding_time),
                 open_interest: oi.map_err(|e| e.to_string())?.open_interest,
             })
         };

@@ -68,6 +68,7 @@ impl Supervisor {
         bus: Addr<EventBus>,
         recorder: Addr<Recorder>,
         log: &Logger,
+        market_log: &Logger,
     ) -> Result<Supervisor, TopologyError> {
         let log = log.new(slog::o!("component" => "supervisor"));
         let market_arbiter = Arbiter::new();
@@ -84,13 +85,15 @@ impl Supervisor {
             let client = match clients.get(&venue) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Arc::new(MarketClient::new(&venue, policy.clone()).map_err(|e| {
-                        TopologyError {
-                            account: cfg.id.clone(),
-                            url: venue.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?);
+                    let c = Arc::new(
+                        MarketClient::new(&venue, policy)
+                            .map_err(|e| TopologyError {
+                                account: cfg.id.clone(),
+                                url: venue.clone(),
+                                reason: e.to_string(),
+                            })?
+                            .with_logger(market_log.clone()),
+                    );
                     clients.insert(venue.clone(), c.clone());
                     c
                 }
@@ -107,7 +110,7 @@ impl Supervisor {
                     settings.market_data.clone(),
                     bus.clone(),
                     recorder.clone(),
-                    &log,
+                    market_log,
                 );
                 let addr = MarketDataHub::start_in_arbiter(&market_arbiter.handle(), |_| hub);
                 hubs.insert(key, addr);
@@ -260,11 +263,12 @@ impl Actor for Supervisor {
 
 async fn status_of(addr: Option<Addr<Account>>, fallback: AccountStatus) -> AccountStatus {
     match addr {
-        Some(a) => match tokio::time::timeout(Duration::from_secs(2), a.send(GetAccountStatus)).await
-        {
-            Ok(Ok(s)) => s,
-            _ => fallback,
-        },
+        Some(a) => {
+            match tokio::time::timeout(Duration::from_secs(2), a.send(GetAccountStatus)).await {
+                Ok(Ok(s)) => s,
+                _ => fallback,
+            }
+        }
         None => fallback,
     }
 }
@@ -286,10 +290,9 @@ impl Handler<GetSystemStatus> for Supervisor {
             "running"
         };
         Box::pin(async move {
-            let accounts = futures_util::future::join_all(
-                accounts.into_iter().map(|(a, f)| status_of(a, f)),
-            )
-            .await;
+            let accounts =
+                futures_util::future::join_all(accounts.into_iter().map(|(a, f)| status_of(a, f)))
+                    .await;
             let mut market_data = Vec::new();
             for h in hubs {
                 if let Ok(v) = h.send(GetHubView).await {
@@ -345,7 +348,10 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
-        info!(self.log, "shutting down: no new cycles; waiting for cycles in flight");
+        info!(
+            self.log,
+            "shutting down: no new cycles; waiting for cycles in flight"
+        );
         let addrs: Vec<_> = self
             .accounts
             .values()
@@ -355,7 +361,10 @@ impl Handler<Shutdown> for Supervisor {
         Box::pin(async move {
             let drains = futures_util::future::join_all(addrs.iter().map(|a| a.send(Drain)));
             if tokio::time::timeout(msg.deadline, drains).await.is_err() {
-                error!(log, "some cycles did not finish before the shutdown deadline");
+                error!(
+                    log,
+                    "some cycles did not finish before the shutdown deadline"
+                );
             }
         })
     }

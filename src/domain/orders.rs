@@ -91,7 +91,10 @@ mod tests {
         let id = ClientOrderId::derive(&a, c, &btc, OrderLeg::Entry);
         assert_eq!(id, ClientOrderId::derive(&a, c, &btc, OrderLeg::Entry));
         assert_ne!(id, ClientOrderId::derive(&a, c, &btc, OrderLeg::StopLoss));
-        assert_ne!(id, ClientOrderId::derive(&a, CycleId::new(), &btc, OrderLeg::Entry));
+        assert_ne!(
+            id,
+            ClientOrderId::derive(&a, CycleId::new(), &btc, OrderLeg::Entry)
+        );
         assert_ne!(
             id,
             ClientOrderId::derive(&AccountId::new("account2"), c, &btc, OrderLeg::Entry)

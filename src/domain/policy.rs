@@ -93,10 +93,9 @@ fn ema_rsi(ctx: &DecisionContext, snap: &MarketSnapshot) -> TradeDecision {
             TradeDecision::hold(asset, format!("already long; trend intact: {facts}"))
         }
         (true, _) => {
-            let mut allocation = (ctx.account.equity
-                * EMA_RSI_EQUITY_SHARE
-                * Decimal::from(ctx.leverage.max(1)))
-            .round_dp(2);
+            let mut allocation =
+                (ctx.account.equity * EMA_RSI_EQUITY_SHARE * Decimal::from(ctx.leverage.max(1)))
+                    .round_dp(2);
             if let Some(cap) = ctx.max_position_usd {
                 allocation = allocation.min(cap);
             }

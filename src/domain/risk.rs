@@ -239,16 +239,30 @@ mod tests {
 
     #[test]
     fn approves_a_sane_entry() {
-        let v = check(&buy(dec!(500), Some(dec!(110)), Some(dec!(95))), &limits(), &input(None));
+        let v = check(
+            &buy(dec!(500), Some(dec!(110)), Some(dec!(95))),
+            &limits(),
+            &input(None),
+        );
         assert_eq!(v.outcome(), "approved");
     }
 
     #[test]
     fn refuses_wrong_side_protection() {
-        let v = check(&buy(dec!(500), Some(dec!(90)), None), &limits(), &input(None));
+        let v = check(
+            &buy(dec!(500), Some(dec!(90)), None),
+            &limits(),
+            &input(None),
+        );
         assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("tp_price 90")));
-        let v = check(&buy(dec!(500), None, Some(dec!(101))), &limits(), &input(None));
-        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("sl_price 101")));
+        let v = check(
+            &buy(dec!(500), None, Some(dec!(101))),
+            &limits(),
+            &input(None),
+        );
+        assert!(
+            matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("sl_price 101"))
+        );
     }
 
     #[test]
@@ -265,7 +279,9 @@ mod tests {
         }
         let v = check(&buy(dec!(5000), None, None), &limits(), &input(None));
         match v {
-            RiskVerdict::Approved { decision, .. } => assert_eq!(decision.allocation_usd, dec!(2000)),
+            RiskVerdict::Approved { decision, .. } => {
+                assert_eq!(decision.allocation_usd, dec!(2000))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -274,25 +290,38 @@ mod tests {
     fn kill_switch_and_cooldown_block_entries_but_never_exits() {
         let mut l = limits();
         l.kill_switch = true;
-        assert_eq!(check(&buy(dec!(10), None, None), &l, &input(None)).outcome(), "refused");
+        assert_eq!(
+            check(&buy(dec!(10), None, None), &l, &input(None)).outcome(),
+            "refused"
+        );
         let exit = TradeDecision {
             action: TradeAction::Sell,
             allocation_usd: Decimal::ZERO,
             ..buy(Decimal::ZERO, None, None)
         };
-        assert_eq!(check(&exit, &l, &input(Some(PositionSide::Long))).outcome(), "approved");
+        assert_eq!(
+            check(&exit, &l, &input(Some(PositionSide::Long))).outcome(),
+            "approved"
+        );
 
         let mut l = limits();
         l.cooldown = Some(Duration::from_secs(600));
         let mut i = input(None);
         i.last_trade_at = Some(i.now - chrono::Duration::seconds(60));
-        assert_eq!(check(&buy(dec!(10), None, None), &l, &i).outcome(), "refused");
+        assert_eq!(
+            check(&buy(dec!(10), None, None), &l, &i).outcome(),
+            "refused"
+        );
     }
 
     #[test]
     fn buy_while_long_is_a_hold_and_close_without_position_is_refused() {
         assert_eq!(
-            check(&buy(dec!(10), None, None), &limits(), &input(Some(PositionSide::Long))),
+            check(
+                &buy(dec!(10), None, None),
+                &limits(),
+                &input(Some(PositionSide::Long))
+            ),
             RiskVerdict::Hold
         );
         let close = TradeDecision {

@@ -272,7 +272,9 @@ mod tests {
         (0..n)
             .map(|i| {
                 let close = start + (i as f64 * 0.7).sin() * 50.0 + i as f64;
-                let t = Utc.timestamp_opt(1_700_000_000 + i as i64 * step_secs, 0).unwrap();
+                let t = Utc
+                    .timestamp_opt(1_700_000_000 + i as i64 * step_secs, 0)
+                    .unwrap();
                 let d = |x: f64| Decimal::from_f64_retain(x).unwrap().round_dp(2);
                 Candle {
                     open_time: t,

@@ -118,7 +118,13 @@ impl PaperVenue {
                 protection.entry(symbol).or_default().push(order.clone());
             } else {
                 let mut o = order.clone();
-                set_status(&mut batch, &mut o, "CANCELED", now, json!({"reason": "position no longer open"}));
+                set_status(
+                    &mut batch,
+                    &mut o,
+                    "CANCELED",
+                    now,
+                    json!({"reason": "position no longer open"}),
+                );
                 batch.orders.push(o);
             }
         }
@@ -207,8 +213,17 @@ impl PaperVenue {
         let mut tp_oid = None;
         let mut sl_oid = None;
         if d.allocation_usd > Decimal::ZERO {
-            let (fill, tp, sl, outcome) =
-                self.open(&mut batch, cycle, decision_id, d, target, price, rules, leverage, now);
+            let (fill, tp, sl, outcome) = self.open(
+                &mut batch,
+                cycle,
+                decision_id,
+                d,
+                target,
+                price,
+                rules,
+                leverage,
+                now,
+            );
             entry_fill = fill;
             tp_oid = tp;
             sl_oid = sl;
@@ -250,7 +265,12 @@ impl PaperVenue {
         rules: Option<&SymbolRules>,
         leverage: u32,
         now: DateTime<Utc>,
-    ) -> (Option<PaperFill>, Option<String>, Option<String>, serde_json::Value) {
+    ) -> (
+        Option<PaperFill>,
+        Option<String>,
+        Option<String>,
+        serde_json::Value,
+    ) {
         let symbol = d.asset.symbol();
         let side = target.entry_side();
         let raw_qty = if price > Decimal::ZERO {
@@ -261,7 +281,18 @@ impl PaperVenue {
         let qty = rules
             .map(|r| r.floor_quantity(raw_qty, true))
             .unwrap_or(raw_qty);
-        let mut order = self.new_order(cycle, decision_id, d, OrderLeg::Entry, side, MARKET, Some(qty), None, false, now);
+        let mut order = self.new_order(
+            cycle,
+            decision_id,
+            d,
+            OrderLeg::Entry,
+            side,
+            MARKET,
+            Some(qty),
+            None,
+            false,
+            now,
+        );
         let refusal = match rules {
             None => Some(format!(
                 "no trading rules for {symbol} from the venue yet; order not sent"
@@ -271,7 +302,12 @@ impl PaperVenue {
         if let Some(reason) = refusal {
             reject(batch, &mut order, &reason, now);
             batch.orders.push(order);
-            return (None, None, None, json!({"status": "REJECTED", "reason": reason}));
+            return (
+                None,
+                None,
+                None,
+                json!({"status": "REJECTED", "reason": reason}),
+            );
         }
         let fill = match self.book.market_order(MarketOrder {
             symbol: symbol.clone(),
@@ -287,11 +323,16 @@ impl PaperVenue {
                 let reason = rej.to_string();
                 reject(batch, &mut order, &reason, now);
                 batch.orders.push(order);
-                return (None, None, None, json!({"status": "REJECTED", "reason": reason}));
+                return (
+                    None,
+                    None,
+                    None,
+                    json!({"status": "REJECTED", "reason": reason}),
+                );
             }
         };
         set_status(batch, &mut order, "NEW", now, json!({}));
-        self.filled(batch, &mut order, &fill, cycle);
+        self.filled(batch, &mut order, &fill, Some(cycle.0));
         batch.orders.push(order);
         let meta = PositionMeta {
             id: Uuid::now_v7(),
@@ -337,7 +378,10 @@ impl PaperVenue {
                         } else {
                             sl_oid = Some(oid);
                         }
-                        self.protection.entry(symbol.clone()).or_default().push(o.clone());
+                        self.protection
+                            .entry(symbol.clone())
+                            .or_default()
+                            .push(o.clone());
                     }
                     Err(rej) => {
                         protection_note = json!(rej.to_string());
@@ -393,7 +437,7 @@ impl PaperVenue {
         }) {
             Ok(fill) => {
                 set_status(batch, &mut order, "NEW", now, json!({}));
-                self.filled(batch, &mut order, &fill, cycle);
+                self.filled(batch, &mut order, &fill, Some(cycle.0));
                 batch.orders.push(order);
                 self.closed(batch, p, &fill, now, "position closed by decision");
                 self.last_trades.insert(p.symbol.clone(), now);
@@ -410,7 +454,12 @@ impl PaperVenue {
     }
 
     /// A new mark price: fires crossed TP/SL orders.
-    pub fn on_price(&mut self, symbol: &Symbol, mark: Decimal, now: DateTime<Utc>) -> ExecutionBatch {
+    pub fn on_price(
+        &mut self,
+        symbol: &Symbol,
+        mark: Decimal,
+        now: DateTime<Utc>,
+    ) -> ExecutionBatch {
         let mut batch = ExecutionBatch::default();
         let before = self.book.position(symbol).cloned();
         let fills = self.book.on_price(symbol, mark, now);
@@ -421,22 +470,34 @@ impl PaperVenue {
                 FillReason::StopLoss => STOP_MARKET,
                 _ => continue,
             };
-            let orders = self.protection.remove(symbol).unwrap_or_default();
-            let mut triggered_cycle = None;
-            for mut o in orders {
+            for mut o in self.protection.remove(symbol).unwrap_or_default() {
                 if o.order_type == kind {
-                    triggered_cycle = o.cycle_id.map(CycleId);
-                    set_status(&mut batch, &mut o, "TRIGGERED", now, json!({"mark_price": mark}));
-                    self.filled(&mut batch, &mut o, &fill, triggered_cycle.unwrap_or_default());
-                    batch.fills.last_mut().map(|f| f.cycle_id = o.cycle_id);
+                    set_status(
+                        &mut batch,
+                        &mut o,
+                        "TRIGGERED",
+                        now,
+                        json!({"mark_price": mark}),
+                    );
+                    // The fill belongs to the cycle that placed the protection order.
+                    let cycle = o.cycle_id;
+                    self.filled(&mut batch, &mut o, &fill, cycle);
                 } else {
-                    set_status(&mut batch, &mut o, "CANCELED", now,
-                        json!({"reason": "position closed by the other protection order"}));
+                    set_status(
+                        &mut batch,
+                        &mut o,
+                        "CANCELED",
+                        now,
+                        json!({"reason": "position closed by the other protection order"}),
+                    );
                 }
                 batch.orders.push(o);
             }
-            let _ = triggered_cycle;
-            let why = if kind == TAKE_PROFIT_MARKET { "take-profit hit" } else { "stop-loss hit" };
+            let why = if kind == TAKE_PROFIT_MARKET {
+                "take-profit hit"
+            } else {
+                "stop-loss hit"
+            };
             self.closed(&mut batch, p, &fill, now, why);
             self.last_trades.insert(symbol.clone(), now);
             batch.paper_wallet = Some((self.account_id.to_string(), self.book.wallet_balance()));
@@ -445,7 +506,11 @@ impl PaperVenue {
     }
 
     /// End of a cycle: open positions revalued at their last price, and the equity row.
-    pub fn mark_to_market(&self, cycle: CycleId, now: DateTime<Utc>) -> (ExecutionBatch, EquitySnapshotRow) {
+    pub fn mark_to_market(
+        &self,
+        cycle: CycleId,
+        now: DateTime<Utc>,
+    ) -> (ExecutionBatch, EquitySnapshotRow) {
         let mut batch = ExecutionBatch::default();
         for p in self.book.positions() {
             batch
@@ -510,7 +575,13 @@ impl PaperVenue {
         }
     }
 
-    fn filled(&self, batch: &mut ExecutionBatch, order: &mut OrderRow, fill: &PaperFill, cycle: CycleId) {
+    fn filled(
+        &self,
+        batch: &mut ExecutionBatch,
+        order: &mut OrderRow,
+        fill: &PaperFill,
+        cycle: Option<Uuid>,
+    ) {
         order.filled_quantity = fill.quantity;
         order.avg_fill_price = Some(fill.price);
         if order.quantity.is_none() {
@@ -528,7 +599,7 @@ impl PaperVenue {
             id: Uuid::now_v7(),
             ts: fill.ts,
             account_id: self.account_id.to_string(),
-            cycle_id: Some(cycle.0),
+            cycle_id: cycle,
             order_id: Some(order.id),
             client_order_id: order.client_order_id.clone(),
             symbol: fill.symbol.to_string(),
@@ -557,7 +628,13 @@ impl PaperVenue {
             set_status(batch, &mut o, "CANCELED", now, json!({"reason": why}));
             batch.orders.push(o);
         }
-        let mut row = self.position_row(p, "closed", p.realized_pnl + fill.realized_pnl, Some(now), now);
+        let mut row = self.position_row(
+            p,
+            "closed",
+            p.realized_pnl + fill.realized_pnl,
+            Some(now),
+            now,
+        );
         row.mark_price = Some(fill.price);
         row.unrealized_pnl = Decimal::ZERO;
         batch.positions.push(row);
