@@ -1,4 +1,6 @@
-//! Test support: a real PostgreSQL, loopback fakes of the venue and the model.
+//! Test support: a real PostgreSQL, loopback fakes of the venue and the model, and a
+//! handle on a running daemon.
 #![allow(dead_code)]
 
+pub mod fake_venue;
 pub mod pg;
