@@ -39,13 +39,9 @@ impl EventBus {
     }
 }
 
+/// Publishers use `do_send`, which never waits on the bus's mailbox capacity.
 impl Actor for EventBus {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Publishers use do_send; never let the bus itself apply back-pressure to them.
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Publish> for EventBus {

@@ -2,5 +2,6 @@
 //! handle on a running daemon.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fake_venue;
 pub mod pg;

@@ -1,0 +1,316 @@
+//! A real `vibex run` process for journey tests: its own working directory (accounts
+//! file, logs, data), a free port on loopback, and helpers to talk to it over HTTP and
+//! WebSocket the way a dashboard would.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running daemon, killed on drop if still alive.
+pub struct Daemon {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Working directory (accounts.yaml, logs/, data/, stdout, stderr).
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Environment variables of the developer's shell that would change the configuration.
+const AMBIENT: &[&str] = &[
+    "ASTERDEX_API_KEY",
+    "ASTERDEX_API_SECRET",
+    "OPENROUTER_API_KEY",
+    "LLM_MODEL",
+    "ASSETS",
+    "INTERVAL",
+    "MULTI_ACCOUNT_MODE",
+    "ACCOUNT_IDS",
+    "DATABASE_URL",
+    "API_HOST",
+    "API_PORT",
+    "VIBEX_LOG_DIR",
+    "VIBEX_DATA_DIR",
+    "VIBEX_LOG_LEVEL",
+];
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Daemon {
+    /// Starts `vibex run` with `accounts_yaml` in a fresh directory. `database_url` of
+    /// `None` uses the embedded cluster.
+    pub fn start(accounts_yaml: &str, database_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut d = Daemon::start_in(&dir, accounts_yaml, database_url, env);
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// Starts `vibex run` in `dir` (reused across restarts).
+    pub fn start_in(
+        dir: &Path,
+        accounts_yaml: &str,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        std::fs::write(dir.join("accounts.yaml"), accounts_yaml).expect("write accounts.yaml");
+        let port = free_port();
+        let stdout = std::fs::File::create(dir.join("stdout.txt")).expect("stdout file");
+        let stderr = std::fs::File::create(dir.join("stderr.txt")).expect("stderr file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
+        cmd.args(["--accounts", "accounts.yaml", "run"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for var in AMBIENT {
+            cmd.env_remove(var);
+        }
+        cmd.env("API_HOST", "127.0.0.1")
+            .env("API_PORT", port.to_string())
+            .env("VIBEX_LOG_LEVEL", "debug");
+        if let Some(url) = database_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn vibex");
+        let mut d = Daemon {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        };
+        d.wait_healthy(Duration::from_secs(90));
+        d
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let addr = self.base.trim_start_matches("http://").to_string();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "vibex exited during start-up ({status}); stderr:\n{}",
+                        self.stderr()
+                    );
+                }
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                use std::io::Write;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req =
+                    format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                if s.write_all(req.as_bytes()).is_ok() {
+                    let mut buf = String::new();
+                    let _ = s.read_to_string(&mut buf);
+                    if buf.starts_with("HTTP/1.1 200") {
+                        return;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("vibex did not become healthy; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default()
+    }
+
+    /// Every log file's content, concatenated (for secret scans and cycle tracing).
+    pub fn all_logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("logs")) {
+            for e in entries.flatten() {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out.push_str(&self.stderr());
+        out.push_str(&std::fs::read_to_string(self.dir.join("stdout.txt")).unwrap_or_default());
+        out
+    }
+
+    /// One log file (`trading.log`, ...).
+    pub fn log_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join("logs").join(name)).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status and how long it took.
+    pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        let child = self.child.as_mut().expect("daemon running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let started = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let status = child.wait().expect("wait");
+                self.child = None;
+                panic!(
+                    "vibex did not exit within {timeout:?} of SIGTERM (killed: {status}); stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET a path; returns status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let mut res = client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let body = res.body().limit(64 << 20).await.expect("body");
+        let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "GET {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        (res.status().as_u16(), json)
+    }
+
+    /// GET a path and return the raw body text (for secret scans).
+    pub async fn get_text(&self, path: &str) -> String {
+        let client = awc::Client::default();
+        let mut res = client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let body = res.body().limit(64 << 20).await.expect("body");
+        String::from_utf8_lossy(&body).to_string()
+    }
+
+    /// Polls `path` until `check` accepts the body, or panics after `timeout`.
+    pub async fn wait_for<F>(
+        &self,
+        path: &str,
+        timeout: Duration,
+        mut check: F,
+    ) -> serde_json::Value
+    where
+        F: FnMut(&serde_json::Value) -> bool,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && check(&body) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting on {path}; last body: {body}\nstderr:\n{}",
+                    tail(&self.stderr(), 40)
+                );
+            }
+            actix_rt::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Last `n` lines of a text.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A WebSocket client collecting text frames in the background.
+pub struct WsClient {
+    frames: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _task: actix_rt::task::JoinHandle<()>,
+}
+
+impl WsClient {
+    /// Connects to `path` (e.g. `/ws/trading-events?account_id=a1`).
+    pub async fn connect(daemon: &Daemon, path: &str) -> WsClient {
+        use futures_util::{SinkExt, StreamExt};
+        let url = format!("{}{path}", daemon.base.replace("http://", "ws://"));
+        let (_resp, mut conn) = awc::Client::new()
+            .ws(url)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("ws connect {path}: {e}"));
+        let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = frames.clone();
+        let task = actix_rt::spawn(async move {
+            while let Some(Ok(frame)) = conn.next().await {
+                match frame {
+                    awc::ws::Frame::Text(bytes) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&bytes).expect("every frame is JSON");
+                        sink.lock().expect("lock").push(v);
+                    }
+                    awc::ws::Frame::Ping(p) => {
+                        let _ = conn.send(awc::ws::Message::Pong(p)).await;
+                    }
+                    awc::ws::Frame::Close(_) => break,
+                    _ => {}
+                }
+            }
+        });
+        WsClient {
+            frames,
+            _task: task,
+        }
+    }
+
+    /// Frames received so far.
+    pub fn frames(&self) -> Vec<serde_json::Value> {
+        self.frames.lock().expect("lock").clone()
+    }
+
+    /// Frames of one type.
+    pub fn of_type(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.frames()
+            .into_iter()
+            .filter(|f| f["type"] == kind)
+            .collect()
+    }
+}
