@@ -62,17 +62,6 @@ fn dec(v: &serde_json::Value) -> Decimal {
     .expect("decimal")
 }
 
-/// Moves the fake's BTC price just above the 5m EMA20 the daemon computed, which makes
-/// `builtin/ema-rsi` go long (RSI stays below 70 for such a small move).
-async fn nudge_btc_above_ema(d: &Daemon, venue: &FakeVenue) {
-    let (_, md) = d.get("/market-data?symbol=BTC").await;
-    let ema = md["items"][0]["snapshot"]["current"]["ema20"]
-        .as_f64()
-        .expect("ema20 in snapshot");
-    let target = Decimal::from_str(&format!("{:.1}", ema * 1.0015)).expect("price");
-    venue.set_price("BTCUSDT", target);
-}
-
 #[actix_rt::test]
 async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
     let venue = FakeVenue::start();
@@ -95,20 +84,7 @@ async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
     }
 
     // Make alpha enter BTC long, then hit its take-profit.
-    let mut opened = None;
-    for _ in 0..40 {
-        nudge_btc_above_ema(&d, &venue).await;
-        actix_rt::time::sleep(Duration::from_millis(1500)).await;
-        let (_, p) = d
-            .get("/positions?account_id=alpha&symbol=BTCUSDT&status=open")
-            .await;
-        if p["count"] == 1 {
-            opened = Some(p["items"][0].clone());
-            break;
-        }
-    }
-    let position =
-        opened.unwrap_or_else(|| panic!("alpha never went long BTC; stderr:\n{}", d.stderr()));
+    let position = common::daemon::open_btc_long(&d, &venue, "alpha").await;
     assert_eq!(position["side"], "long");
     assert_eq!(position["account_id"], "alpha");
     assert_eq!(position["leverage"], 3);

@@ -314,3 +314,40 @@ impl WsClient {
             .collect()
     }
 }
+
+/// Moves the fake's BTC price just above the 5m EMA20 the daemon computed, which makes
+/// `builtin/ema-rsi` go long (RSI stays below 70 for such a small move).
+pub async fn nudge_btc_above_ema(d: &Daemon, venue: &super::fake_venue::FakeVenue) {
+    use std::str::FromStr;
+    let (_, md) = d.get("/market-data?symbol=BTC").await;
+    // No snapshot yet right after start-up: the caller tries again.
+    let Some(ema) = md["items"][0]["snapshot"]["current"]["ema20"].as_f64() else {
+        return;
+    };
+    let target = rust_decimal::Decimal::from_str(&format!("{:.1}", ema * 1.0015)).expect("price");
+    venue.set_price("BTCUSDT", target);
+}
+
+/// Nudges BTC until `account` holds an open BTC long; returns that position.
+pub async fn open_btc_long(
+    d: &Daemon,
+    venue: &super::fake_venue::FakeVenue,
+    account: &str,
+) -> serde_json::Value {
+    for _ in 0..40 {
+        nudge_btc_above_ema(d, venue).await;
+        actix_rt::time::sleep(Duration::from_millis(1500)).await;
+        let (_, p) = d
+            .get(&format!(
+                "/positions?account_id={account}&symbol=BTCUSDT&status=open"
+            ))
+            .await;
+        if p["count"] == 1 {
+            return p["items"][0].clone();
+        }
+    }
+    panic!(
+        "{account} never went long BTC; stderr:\n{}",
+        tail(&d.stderr(), 60)
+    );
+}
