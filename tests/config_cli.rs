@@ -291,3 +291,15 @@ fn indicators_prints_talib_values_for_a_csv() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("close"), "{err}");
 }
+
+#[test]
+fn run_without_postgres_binaries_says_what_to_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("accounts.yaml"), GOOD).unwrap();
+    let env = [SECRETS, &[("VIBEX_PG_BIN", "/nonexistent/pg/bin")]].concat();
+    let out = vibex(tmp.path(), &["run"], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("apt install postgresql"), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}

@@ -288,13 +288,21 @@ fn io_err(what: &'static str, path: &Path, source: std::io::Error) -> EmbeddedPg
     }
 }
 
-/// Looks for `initdb` and `postgres`: `VIBEX_PG_BIN`, the Debian layout
-/// (`/usr/lib/postgresql/<newest>/bin`), other common prefixes, then `PATH`.
+/// Looks for `initdb` and `postgres`: only in `VIBEX_PG_BIN` when it is set, otherwise
+/// in the Debian layout (`/usr/lib/postgresql/<newest>/bin`), other common prefixes,
+/// then `PATH`.
 fn find_binaries() -> Result<PathBuf, EmbeddedPgError> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::var_os("VIBEX_PG_BIN") {
-        candidates.push(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        return if has_server(&dir) {
+            Ok(dir)
+        } else {
+            Err(EmbeddedPgError::BinariesNotFound {
+                searched: format!("VIBEX_PG_BIN={}", dir.display()),
+            })
+        };
     }
+    let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(entries) = fs::read_dir("/usr/lib/postgresql") {
         let mut versions: Vec<(u32, PathBuf)> = entries
             .filter_map(|e| e.ok())
@@ -318,14 +326,16 @@ fn find_binaries() -> Result<PathBuf, EmbeddedPgError> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
-    for dir in &candidates {
-        if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
-            return Ok(dir.clone());
+    candidates.into_iter().find(|d| has_server(d)).ok_or_else(|| {
+        EmbeddedPgError::BinariesNotFound {
+            searched: "/usr/lib/postgresql/*/bin, /usr/local/pgsql/bin, /usr/local/bin, PATH"
+                .into(),
         }
-    }
-    Err(EmbeddedPgError::BinariesNotFound {
-        searched: "VIBEX_PG_BIN, /usr/lib/postgresql/*/bin, /usr/local/pgsql/bin, PATH".into(),
     })
+}
+
+fn has_server(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("postgres").is_file()
 }
 
 /// The unprivileged user that owns and runs the cluster when we are root.
