@@ -49,6 +49,19 @@ pub enum EmbeddedPgError {
         /// The directories that were searched.
         searched: String,
     },
+    /// The unprivileged server user cannot reach the data directory.
+    #[error(
+        "the data directory {dir} is not reachable by the unprivileged user that runs the \
+         embedded PostgreSQL ({blocked} is not traversable by it); set data_dir or \
+         VIBEX_DATA_DIR to a directory outside it (e.g. /var/lib/vibex), run vibex as a \
+         regular user, or set DATABASE_URL"
+    )]
+    Unreachable {
+        /// The data directory.
+        dir: PathBuf,
+        /// The ancestor that blocks access.
+        blocked: PathBuf,
+    },
     /// Another process holds the data directory.
     #[error("the embedded database in {dir} is in use by another vibex process; stop it first or choose another data_dir")]
     InUse {
@@ -100,6 +113,9 @@ impl EmbeddedPostgres {
             .map_err(|_| EmbeddedPgError::InUse { dir: root.clone() })?;
 
         let owner = server_owner();
+        if let Some((uid, gid)) = owner {
+            check_reachable(&root, uid, gid)?;
+        }
         let cluster = root.join("cluster");
         let password = ensure_password(&root)?;
         if !cluster.join("PG_VERSION").exists() {
@@ -326,12 +342,13 @@ fn find_binaries() -> Result<PathBuf, EmbeddedPgError> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
-    candidates.into_iter().find(|d| has_server(d)).ok_or_else(|| {
-        EmbeddedPgError::BinariesNotFound {
+    candidates
+        .into_iter()
+        .find(|d| has_server(d))
+        .ok_or_else(|| EmbeddedPgError::BinariesNotFound {
             searched: "/usr/lib/postgresql/*/bin, /usr/local/pgsql/bin, /usr/local/bin, PATH"
                 .into(),
-        }
-    })
+        })
 }
 
 fn has_server(dir: &Path) -> bool {
@@ -349,6 +366,28 @@ fn server_owner() -> Option<(Uid, Gid)> {
         }
     }
     None
+}
+
+/// Every ancestor of `dir` must be traversable by the server user (PostgreSQL opens its
+/// data directory by path).
+fn check_reachable(dir: &Path, uid: Uid, gid: Gid) -> Result<(), EmbeddedPgError> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors() {
+        let Ok(meta) = fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let ok = mode & 0o001 != 0
+            || (meta.uid() == uid.as_raw() && mode & 0o100 != 0)
+            || (meta.gid() == gid.as_raw() && mode & 0o010 != 0);
+        if !ok {
+            return Err(EmbeddedPgError::Unreachable {
+                dir: dir.to_path_buf(),
+                blocked: ancestor.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn as_owner(cmd: &mut Command, owner: Option<(Uid, Gid)>) {
@@ -492,4 +531,31 @@ fn log_tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(15);
     lines.get(start..).unwrap_or_default().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_parent_directory_is_reported_not_hit_at_initdb() {
+        let tmp = tempfile::tempdir().unwrap();
+        let private = tmp.path().join("home");
+        let data = private.join("project/data/postgres");
+        fs::create_dir_all(&data).unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+        // A user that owns nothing here cannot traverse the 0700 directory.
+        let stranger = (Uid::from_raw(54_321), Gid::from_raw(54_321));
+        match check_reachable(&data, stranger.0, stranger.1) {
+            Err(EmbeddedPgError::Unreachable { blocked, .. }) => assert_eq!(blocked, private),
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
+        let msg = check_reachable(&data, stranger.0, stranger.1)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("VIBEX_DATA_DIR"), "{msg}");
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check_reachable(&data, stranger.0, stranger.1).is_ok());
+    }
 }

@@ -1,7 +1,6 @@
 //! A real PostgreSQL for the tests: one private cluster per test binary (started with the
 //! daemon's own embedded-cluster code), one fresh database per test.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 use vibex::db::embedded::EmbeddedPostgres;
@@ -30,7 +29,11 @@ pub struct TestDb {
 
 fn cluster() -> &'static Cluster {
     let result = CLUSTER.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // Under the system temp directory: the server runs as the unprivileged
+        // `postgres` user when the tests run as root, and a checkout under a private
+        // home directory would not be reachable by it.
+        let root = std::env::temp_dir().join("vibex-test-pg");
+        let _ = std::fs::create_dir_all(&root);
         remove_dead_clusters(&root);
         let dir = root.join(format!("pg-{}", std::process::id()));
         let (tx, rx) = mpsc::channel();
