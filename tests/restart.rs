@@ -29,9 +29,15 @@ accounts:
     let (_, before) = d.get("/accounts/alpha").await;
     let wallet_before = before["paper_wallet_balance"].clone();
     assert_ne!(wallet_before, "10000", "the entry fee was charged");
-    let (status, elapsed) = d.terminate(Duration::from_secs(10));
+    // Ctrl-C: SIGINT to the whole process group. The private server is in a group of
+    // its own, so it keeps serving until vibex has flushed and stops it.
+    let (status, elapsed) = d.interrupt_group(Duration::from_secs(10));
     assert!(status.success(), "{status}");
     assert!(elapsed < Duration::from_secs(10));
+    let app_log = d.log_file("app.log");
+    assert!(app_log.contains("SIGINT received"));
+    assert!(!app_log.contains("abandoned"), "no write lost at shutdown");
+    assert!(!d.log_file("errors.log").contains("database write"));
     // The private server stopped with the daemon.
     let pid_file = tmp.path().join("data/postgres/cluster/postmaster.pid");
     assert!(

@@ -15,7 +15,7 @@ use crate::actors::events::{Channel, EventFilter};
 use crate::actors::messages::{GetMarketData, GetOneAccountStatus, GetSystemStatus};
 use crate::actors::supervisor::Supervisor;
 use crate::config::AccountConfig;
-use crate::db::{self, queries, DbPool};
+use crate::db::{queries, DbPool};
 use crate::domain::types::{AccountId, Asset};
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -123,7 +123,11 @@ where
 {
     let pool = state.pool.clone();
     web::block(move || {
-        let mut conn = db::conn(&pool).map_err(|e| e.to_string())?;
+        // A request should fail fast when the database is gone, not wait for the
+        // pool's default 10 s.
+        let mut conn = pool
+            .get_timeout(Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
         f(&mut conn).map_err(|e| e.to_string())
     })
     .await

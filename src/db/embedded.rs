@@ -97,7 +97,6 @@ impl EmbeddedPostgres {
     /// Initialises (first time) and starts the private cluster under `dir`, then
     /// creates the application database. Blocks until the server accepts connections.
     pub fn start(dir: &Path) -> Result<Self, EmbeddedPgError> {
-        let bin = find_binaries()?;
         fs::create_dir_all(dir).map_err(|e| io_err("create the data directory", dir, e))?;
         let root = dir
             .canonicalize()
@@ -117,6 +116,7 @@ impl EmbeddedPostgres {
             check_reachable(&root, uid, gid)?;
         }
         let cluster = root.join("cluster");
+        let bin = cluster_binaries(&cluster)?;
         let password = ensure_password(&root)?;
         if !cluster.join("PG_VERSION").exists() {
             init_cluster(&bin, &root, &cluster, owner, &password)?;
@@ -141,7 +141,10 @@ impl EmbeddedPostgres {
             .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
+            .stderr(Stdio::from(log_err))
+            // Its own process group: Ctrl-C in a terminal reaches vibex only, which
+            // then finishes its writes before stopping the server.
+            .process_group(0);
         as_owner(&mut cmd, owner);
         // SAFETY: the closure only calls async-signal-safe prctl/getppid via nix.
         unsafe {
@@ -186,18 +189,26 @@ impl EmbeddedPostgres {
         self.port
     }
 
-    /// Fast shutdown: active transactions are rolled back, the server exits cleanly.
+    /// Fast shutdown (active transactions are rolled back, the server exits cleanly);
+    /// after 1.5 s an immediate shutdown (recovery runs at the next start), after 2 s
+    /// a kill. Bounded so that the daemon's own shutdown stays within 10 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+            let pid = i32::try_from(child.id()).ok().map(Pid::from_raw);
+            let started = Instant::now();
+            let mut escalated = false;
+            if let Some(pid) = pid {
+                let _ = kill(pid, Signal::SIGINT);
             }
-            let deadline = Instant::now() + Duration::from_secs(8);
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(25))
+                    Ok(None) if started.elapsed() < Duration::from_millis(1500) => {}
+                    Ok(None) if started.elapsed() < Duration::from_secs(2) => {
+                        if let (Some(pid), false) = (pid, escalated) {
+                            let _ = kill(pid, Signal::SIGQUIT);
+                            escalated = true;
+                        }
                     }
                     _ => {
                         let _ = child.kill();
@@ -205,6 +216,7 @@ impl EmbeddedPostgres {
                         break;
                     }
                 }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
@@ -349,6 +361,20 @@ fn find_binaries() -> Result<PathBuf, EmbeddedPgError> {
             searched: "/usr/lib/postgresql/*/bin, /usr/local/pgsql/bin, /usr/local/bin, PATH"
                 .into(),
         })
+}
+
+/// The binaries for an existing cluster are those of the major version that created it
+/// (Debian installs majors side by side); a new cluster takes the newest installed.
+fn cluster_binaries(cluster: &Path) -> Result<PathBuf, EmbeddedPgError> {
+    if std::env::var_os("VIBEX_PG_BIN").is_none() {
+        if let Ok(version) = fs::read_to_string(cluster.join("PG_VERSION")) {
+            let dir = PathBuf::from(format!("/usr/lib/postgresql/{}/bin", version.trim()));
+            if has_server(&dir) {
+                return Ok(dir);
+            }
+        }
+    }
+    find_binaries()
 }
 
 fn has_server(dir: &Path) -> bool {

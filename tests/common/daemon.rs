@@ -83,6 +83,8 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Its own process group, like a shell job: `interrupt_group` is then Ctrl-C.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().expect("spawn vibex");
         let mut d = Daemon {
             child: Some(child),
@@ -156,10 +158,23 @@ impl Daemon {
 
     /// Sends SIGTERM and waits; returns the exit status and how long it took.
     pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        self.signal_and_wait(false, timeout)
+    }
+
+    /// Ctrl-C in a terminal: SIGINT to the daemon's whole process group.
+    pub fn interrupt_group(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
+        self.signal_and_wait(true, timeout)
+    }
+
+    fn signal_and_wait(&mut self, group: bool, timeout: Duration) -> (ExitStatus, Duration) {
         let child = self.child.as_mut().expect("daemon running");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let started = Instant::now();
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        if group {
+            nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        } else {
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        }
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
