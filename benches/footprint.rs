@@ -1,0 +1,792 @@
+//! Footprint of the real daemon: memory per account, cycle overhead without the LLM, and
+//! shutdown time, measured on the `vibex` binary against the loopback fake venue and the
+//! embedded PostgreSQL. A small harness (`harness = false`) that prints a table.
+//!
+//! For each account count N (default `2,100`; override with `VIBEX_BENCH_ACCOUNTS=2,100`):
+//! 1. writes an `accounts.yaml` with N paper accounts (`builtin/ema-rsi`, `[BTC, ETH]`,
+//!    `interval: 1s`, venue = the fake) into a temporary directory;
+//! 2. starts `vibex --accounts accounts.yaml run` there (no `DATABASE_URL`: the daemon
+//!    starts its private PostgreSQL under `./data`), `API_HOST=127.0.0.1`, a free
+//!    `API_PORT`, `VIBEX_LOG_LEVEL=info`, and waits for `GET /health` = 200;
+//! 3. samples once a second for `VIBEX_BENCH_SECONDS` (default 30): the daemon's `VmRSS`
+//!    / `VmHWM` / threads (`/proc/<pid>/status`), its CPU time, the RSS and PSS of its
+//!    descendants (the postgres server and its backends), and `GET /status` — every
+//!    account's `last_cycle` (each cycle id counted once) and `cycles_completed`;
+//! 4. sends SIGTERM and times the exit; checks that no postgres process is left;
+//! 5. summarises `logs/errors.log` and the WARNING lines of the other logs, and reads
+//!    every `cycle completed` line's `duration_ms` (all cycles, not only the sampled
+//!    ones) before the temporary directory is deleted.
+//!
+//! "Cycle overhead" is the account actor's wall time of one cycle (`duration_ms`): hub
+//! round trips, decision (builtin policy, no LLM), risk, paper execution, and the actor
+//! messages between them. Per-account memory is the slope between the smallest and the
+//! largest N: (RSS_Nmax − RSS_Nmin) / (Nmax − Nmin), at the end of the sampling window.
+//!
+//! Run: `cargo bench --bench footprint` (release build; ~1 min per account count).
+//! Knobs: `VIBEX_BENCH_ACCOUNTS`, `VIBEX_BENCH_SECONDS`, `VIBEX_BENCH_KEEP=1` (keep the
+//! temporary directories and print where they are). Without `--bench` (e.g.
+//! `cargo test --benches`) it only prints how to run it: it needs a release daemon and
+//! takes minutes. Requires the PostgreSQL server binaries (see README.md) and Linux
+//! (`/proc`).
+
+#[path = "../tests/common/fake_venue.rs"]
+mod fake_venue;
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Environment variables of the caller's shell that would change the daemon's
+/// configuration; removed so the accounts file alone decides.
+const AMBIENT: &[&str] = &[
+    "ASTERDEX_API_KEY",
+    "ASTERDEX_API_SECRET",
+    "OPENROUTER_API_KEY",
+    "LLM_MODEL",
+    "ASSETS",
+    "INTERVAL",
+    "MULTI_ACCOUNT_MODE",
+    "ACCOUNT_IDS",
+    "DATABASE_URL",
+    "API_HOST",
+    "API_PORT",
+    "VIBEX_LOG_DIR",
+    "VIBEX_DATA_DIR",
+    "VIBEX_LOG_LEVEL",
+];
+
+/// Linux `USER_HZ` (clock ticks of `/proc/<pid>/stat` times): 100 on every mainstream
+/// architecture.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "footprint: runs the release daemon for minutes; run it with \
+             `cargo bench --bench footprint`"
+        );
+        return;
+    }
+    let counts = env_list("VIBEX_BENCH_ACCOUNTS", &[2, 100]);
+    let seconds = std::env::var("VIBEX_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(30);
+    let keep = std::env::var("VIBEX_BENCH_KEEP").is_ok_and(|v| v == "1");
+    let venue = fake_venue::FakeVenue::start();
+    println!(
+        "footprint: daemon {}, fake venue {}, accounts {counts:?}, {seconds} s per run, 2 assets, interval 1s",
+        env!("CARGO_BIN_EXE_vibex"),
+        venue.base_url()
+    );
+    let mut runs = Vec::new();
+    for n in counts {
+        let run = run_one(n, venue.base_url(), Duration::from_secs(seconds), keep);
+        run.print_details();
+        runs.push(run);
+    }
+    print_table(&runs);
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    let Ok(raw) = std::env::var(name) else {
+        return default.to_vec();
+    };
+    let list: Vec<usize> = raw
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}={raw:?}: {s:?} is not a count ({e})"))
+        })
+        .collect();
+    assert!(
+        !list.is_empty() && list.iter().all(|&n| n > 0),
+        "{name}={raw:?}: give positive counts, e.g. 2,100"
+    );
+    list
+}
+
+// ---- one run ------------------------------------------------------------------------
+
+/// Memory and CPU of a process tree at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    /// Seconds since health.
+    t: f64,
+    daemon_rss_kb: u64,
+    daemon_hwm_kb: u64,
+    daemon_threads: u64,
+    /// utime + stime of the daemon, clock ticks.
+    daemon_cpu_ticks: u64,
+    pg_procs: usize,
+    pg_rss_kb: u64,
+    pg_pss_kb: u64,
+    pg_cpu_ticks: u64,
+}
+
+#[derive(Default)]
+struct Run {
+    accounts: usize,
+    startup: Duration,
+    /// From health until every account had completed a cycle.
+    all_cycling_after: Option<Duration>,
+    window: Duration,
+    samples: Vec<Sample>,
+    /// `duration_ms` of completed cycles seen in `/status` (each cycle once).
+    sampled_durations: Vec<f64>,
+    /// Non-completed `last_cycle` outcomes seen in `/status`, by outcome.
+    sampled_other_outcomes: BTreeMap<String, usize>,
+    /// `duration_ms` of every `cycle completed` log line during the run.
+    logged_durations: Vec<f64>,
+    status_latency_ms: Vec<f64>,
+    status_errors: usize,
+    /// Per account at the end of the window: completed, skipped, failed, restarts.
+    completed: Vec<u64>,
+    skipped: u64,
+    failed: u64,
+    restarts: u64,
+    last_errors: BTreeMap<String, usize>,
+    sigterm_exit: Option<Duration>,
+    exit_status: String,
+    pg_left: usize,
+    errors_log: Vec<(String, usize)>,
+    errors_log_lines: usize,
+    warnings: Vec<(String, usize)>,
+    dir: Option<PathBuf>,
+}
+
+fn accounts_yaml(n: usize, venue: &str) -> String {
+    let mut y = String::from("accounts:\n");
+    for i in 1..=n {
+        let _ = write!(
+            y,
+            "  - id: bench-{i:03}\n    mode: paper\n    asterdex:\n      base_url: {venue}\n    \
+             llm_model: builtin/ema-rsi\n    assets: [BTC, ETH]\n    interval: 1s\n"
+        );
+    }
+    y
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
+}
+
+fn run_one(n: usize, venue: &str, window: Duration, keep: bool) -> Run {
+    let tmp = tempfile::Builder::new()
+        .prefix("vibex-footprint-")
+        .tempdir()
+        .expect("temp dir");
+    let dir = tmp.path().to_path_buf();
+    std::fs::write(dir.join("accounts.yaml"), accounts_yaml(n, venue)).expect("accounts.yaml");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
+    cmd.args(["--accounts", "accounts.yaml", "run"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout.txt")).expect("stdout file"))
+        .stderr(std::fs::File::create(dir.join("stderr.txt")).expect("stderr file"));
+    for var in AMBIENT {
+        cmd.env_remove(var);
+    }
+    cmd.env("API_HOST", "127.0.0.1")
+        .env("API_PORT", port.to_string())
+        .env("VIBEX_LOG_LEVEL", "info");
+    println!(
+        "\n== {n} accounts: starting the daemon in {}",
+        dir.display()
+    );
+    let spawned = Instant::now();
+    let mut child = cmd.spawn().expect("spawn vibex");
+    let pid = child.id();
+    let mut run = Run {
+        accounts: n,
+        window,
+        ..Run::default()
+    };
+    if let Err(e) = wait_healthy(&mut child, &addr, Duration::from_secs(300)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{e}\nstderr:\n{}", tail(&dir.join("stderr.txt"), 40));
+    }
+    run.startup = spawned.elapsed();
+    println!(
+        "   healthy after {:.2} s; sampling for {} s",
+        run.startup.as_secs_f64(),
+        window.as_secs()
+    );
+
+    let healthy = Instant::now();
+    let mut seen_cycles: HashSet<String> = HashSet::new();
+    let mut pg_pids: HashSet<u32> = HashSet::new();
+    let mut last_status: Option<Value> = None;
+    let mut next = healthy;
+    while healthy.elapsed() < window {
+        next += Duration::from_secs(1);
+        let t = healthy.elapsed().as_secs_f64();
+        let (sample, pids) = sample_tree(pid, t);
+        pg_pids.extend(pids);
+        run.samples.push(sample);
+        let asked = Instant::now();
+        match http_get(&addr, "/status", Duration::from_secs(10)) {
+            Ok((200, body)) => {
+                run.status_latency_ms
+                    .push(asked.elapsed().as_secs_f64() * 1000.0);
+                match serde_json::from_str::<Value>(&body) {
+                    Ok(status) => {
+                        record_cycles(&mut run, &status, &mut seen_cycles);
+                        if run.all_cycling_after.is_none() && all_cycling(&status, n) {
+                            run.all_cycling_after = Some(healthy.elapsed());
+                        }
+                        last_status = Some(status);
+                    }
+                    Err(_) => run.status_errors += 1,
+                }
+            }
+            _ => run.status_errors += 1,
+        }
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    if let Some(status) = &last_status {
+        final_counts(&mut run, status);
+    }
+
+    // Shutdown.
+    let started = Instant::now();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let limit = Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            run.sigterm_exit = Some(started.elapsed());
+            run.exit_status = status.to_string();
+            break;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            run.exit_status =
+                format!("did not exit within {limit:?} of SIGTERM; killed ({status})");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    run.pg_left = pg_pids
+        .iter()
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .count();
+
+    // A fresh directory: every log line is from this run.
+    read_logs(&mut run, &dir);
+    if keep {
+        run.dir = Some(tmp.keep());
+    }
+    run
+}
+
+fn wait_healthy(child: &mut Child, addr: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("vibex exited during start-up ({status})"));
+        }
+        if let Ok((200, _)) = http_get(addr, "/health", Duration::from_secs(2)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("vibex did not become healthy within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn accounts(status: &Value) -> &[Value] {
+    status
+        .get("accounts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn all_cycling(status: &Value, n: usize) -> bool {
+    let list = accounts(status);
+    list.len() == n
+        && list.iter().all(|a| {
+            a.get("cycles_completed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                > 0
+        })
+}
+
+fn record_cycles(run: &mut Run, status: &Value, seen: &mut HashSet<String>) {
+    for a in accounts(status) {
+        let Some(last) = a.get("last_cycle").filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let id = last
+            .get("cycle_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !seen.insert(id) {
+            continue;
+        }
+        let outcome = last
+            .get("outcome")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        match (
+            outcome.as_str(),
+            last.get("duration_ms").and_then(Value::as_f64),
+        ) {
+            ("completed", Some(ms)) => run.sampled_durations.push(ms),
+            _ => *run.sampled_other_outcomes.entry(outcome).or_default() += 1,
+        }
+    }
+}
+
+fn final_counts(run: &mut Run, status: &Value) {
+    for a in accounts(status) {
+        let n = |k: &str| a.get(k).and_then(Value::as_u64).unwrap_or(0);
+        run.completed.push(n("cycles_completed"));
+        run.skipped += n("cycles_skipped");
+        run.failed += n("cycles_failed");
+        run.restarts += n("restarts");
+        if let Some(e) = a.get("last_error").and_then(Value::as_str) {
+            *run.last_errors.entry(shorten(e)).or_default() += 1;
+        }
+    }
+}
+
+// ---- /proc ----------------------------------------------------------------------------
+
+/// `(ppid, utime + stime)` from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): ppid is field 4, utime 14, stime 15.
+    let ppid = f.get(1)?.parse().ok()?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// A `kB` field of `/proc/<pid>/status` or `/proc/<pid>/smaps_rollup`.
+fn kb_field(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The daemon's own figures and its descendants' (postgres) summed.
+fn sample_tree(root: u32, t: f64) -> (Sample, Vec<u32>) {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut cpu: HashMap<u32, u64> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, ticks)) = stat(pid) {
+                children.entry(ppid).or_default().push(pid);
+                cpu.insert(pid, ticks);
+            }
+        }
+    }
+    let mut descendants = Vec::new();
+    let mut stack = children.get(&root).cloned().unwrap_or_default();
+    while let Some(p) = stack.pop() {
+        descendants.push(p);
+        stack.extend(children.get(&p).cloned().unwrap_or_default());
+    }
+    let status = format!("/proc/{root}/status");
+    let mut s = Sample {
+        t,
+        daemon_rss_kb: kb_field(&status, "VmRSS:"),
+        daemon_hwm_kb: kb_field(&status, "VmHWM:"),
+        daemon_threads: kb_field(&status, "Threads:"),
+        daemon_cpu_ticks: cpu.get(&root).copied().unwrap_or(0),
+        pg_procs: descendants.len(),
+        ..Sample::default()
+    };
+    for p in &descendants {
+        s.pg_rss_kb += kb_field(&format!("/proc/{p}/status"), "VmRSS:");
+        s.pg_pss_kb += kb_field(&format!("/proc/{p}/smaps_rollup"), "Pss:");
+        s.pg_cpu_ticks += cpu.get(p).copied().unwrap_or(0);
+    }
+    (s, descendants)
+}
+
+// ---- HTTP -----------------------------------------------------------------------------
+
+/// A blocking `GET` over one connection; returns the status and the body.
+fn http_get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|_| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = &raw[split + 4..];
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status code")?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunk header")?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| format!("bad chunk size {size_text:?}: {e}"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = data.get(..size).ok_or("truncated chunk")?;
+        out.extend_from_slice(chunk);
+        data = data.get(size + 2..).ok_or("truncated chunk")?;
+    }
+}
+
+// ---- logs -----------------------------------------------------------------------------
+
+fn shorten(s: &str) -> String {
+    // Group messages that only differ by numbers, ids or times; one line each.
+    let mut out = String::new();
+    let mut in_digits = false;
+    for ch in s.split_whitespace().collect::<Vec<_>>().join(" ").chars() {
+        if ch.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            in_digits = false;
+            out.push(ch);
+        }
+    }
+    out.chars().take(160).collect()
+}
+
+fn read_logs(run: &mut Run, dir: &Path) {
+    let logs = dir.join("logs");
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    let mut warnings: HashMap<String, usize> = HashMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    // `app.log` sorts first: the SIGTERM time is known before the other files are read.
+    files.sort();
+    let mut sigterm_at: Option<String> = None;
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let is_errors = name.starts_with("errors.log");
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+            let msg = field("msg");
+            if msg == "SIGTERM received" {
+                sigterm_at = Some(field("ts").to_string());
+            }
+            let mut detail = msg.to_string();
+            if let Some(what) = v.get("what").and_then(Value::as_str) {
+                let _ = write!(detail, " [{what}]");
+            }
+            if let Some(d) = ["error", "reason"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str))
+            {
+                let _ = write!(detail, ": {d}");
+            }
+            let mut detail = shorten(&detail);
+            // Same RFC 3339 format in every file: text order is time order.
+            if sigterm_at.as_deref().is_some_and(|t| field("ts") >= t) {
+                detail.push_str(" (after SIGTERM)");
+            }
+            if is_errors {
+                run.errors_log_lines += 1;
+                *errors.entry(detail).or_default() += 1;
+                continue;
+            }
+            if field("level") == "WARNING" {
+                *warnings.entry(detail).or_default() += 1;
+            }
+            if msg == "cycle completed" {
+                if let Some(ms) = v.get("duration_ms").and_then(Value::as_f64) {
+                    run.logged_durations.push(ms);
+                }
+            }
+        }
+    }
+    let top = |m: HashMap<String, usize>| {
+        let mut v: Vec<(String, usize)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(8);
+        v
+    };
+    run.errors_log = top(errors);
+    run.warnings = top(warnings);
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---- report ---------------------------------------------------------------------------
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+impl Run {
+    fn first(&self) -> Sample {
+        self.samples.first().copied().unwrap_or_default()
+    }
+    fn last(&self) -> Sample {
+        self.samples.last().copied().unwrap_or_default()
+    }
+
+    fn cpu_pct(&self, pick: fn(&Sample) -> u64) -> f64 {
+        let (a, b) = (self.first(), self.last());
+        let secs = b.t - a.t;
+        if secs <= 0.0 {
+            return f64::NAN;
+        }
+        (pick(&b).saturating_sub(pick(&a))) as f64 / CLOCK_TICKS_PER_SEC / secs * 100.0
+    }
+
+    fn print_details(&self) {
+        let n = self.accounts;
+        println!("-- {n} accounts: details");
+        println!(
+            "   start-up to /health 200: {:.2} s; every account cycling after {}",
+            self.startup.as_secs_f64(),
+            self.all_cycling_after
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "never (within the window)".into())
+        );
+        let rss: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|s| (s.t.round() as u64) % 5 == 0)
+            .map(|s| format!("{:.0}s {:.1}", s.t, mb(s.daemon_rss_kb)))
+            .collect();
+        println!("   daemon RSS over the window (MB): {}", rss.join(", "));
+        let (lo, hi) = self.samples.iter().fold((u64::MAX, 0), |(lo, hi), s| {
+            (lo.min(s.daemon_rss_kb), hi.max(s.daemon_rss_kb))
+        });
+        println!(
+            "   daemon RSS first {:.1} MB, last {:.1} MB (min {:.1}, max {:.1}), VmHWM {:.1} MB, threads {}",
+            mb(self.first().daemon_rss_kb),
+            mb(self.last().daemon_rss_kb),
+            mb(lo),
+            mb(hi),
+            mb(self.last().daemon_hwm_kb),
+            self.last().daemon_threads
+        );
+        println!(
+            "   postgres: {} processes, RSS {:.1} MB (sum, shared memory counted in each), PSS {:.1} MB; CPU daemon {:.1} %, postgres {:.1} % of one core",
+            self.last().pg_procs,
+            mb(self.last().pg_rss_kb),
+            mb(self.last().pg_pss_kb),
+            self.cpu_pct(|s| s.daemon_cpu_ticks),
+            self.cpu_pct(|s| s.pg_cpu_ticks),
+        );
+        let c = sorted(&self.completed.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        println!(
+            "   cycles completed per account: min {} / median {} / max {} (window {} s at 1 s interval); skipped {} failed {} restarts {} (all accounts)",
+            c.first().copied().unwrap_or(0.0),
+            percentile(&c, 50.0),
+            c.last().copied().unwrap_or(0.0),
+            self.window.as_secs(),
+            self.skipped,
+            self.failed,
+            self.restarts
+        );
+        let d = sorted(&self.sampled_durations);
+        let l = sorted(&self.logged_durations);
+        println!(
+            "   cycle duration from /status samples: n={} p50 {:.2} ms p99 {:.2} ms max {:.2} ms; other outcomes seen: {:?}",
+            d.len(),
+            percentile(&d, 50.0),
+            percentile(&d, 99.0),
+            d.last().copied().unwrap_or(f64::NAN),
+            self.sampled_other_outcomes
+        );
+        println!(
+            "   cycle duration from every 'cycle completed' log line: n={} p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            l.len(),
+            percentile(&l, 50.0),
+            percentile(&l, 99.0),
+            l.last().copied().unwrap_or(f64::NAN)
+        );
+        let s = sorted(&self.status_latency_ms);
+        println!(
+            "   GET /status latency: n={} p50 {:.1} ms p99 {:.1} ms max {:.1} ms; failed requests {}",
+            s.len(),
+            percentile(&s, 50.0),
+            percentile(&s, 99.0),
+            s.last().copied().unwrap_or(f64::NAN),
+            self.status_errors
+        );
+        println!(
+            "   SIGTERM to exit: {} ({}); postgres processes left after exit: {}",
+            self.sigterm_exit
+                .map(|d| format!("{:.2} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+            self.exit_status,
+            self.pg_left
+        );
+        if !self.last_errors.is_empty() {
+            println!("   accounts' last_error at the end: {:?}", self.last_errors);
+        }
+        println!("   logs/errors.log: {} lines", self.errors_log_lines);
+        for (msg, count) in &self.errors_log {
+            println!("     {count:>6} × {msg}");
+        }
+        println!(
+            "   WARNING lines (other logs): {}",
+            self.warnings.iter().map(|w| w.1).sum::<usize>()
+        );
+        for (msg, count) in &self.warnings {
+            println!("     {count:>6} × {msg}");
+        }
+        if let Some(dir) = &self.dir {
+            println!("   kept: {}", dir.display());
+        }
+    }
+}
+
+fn print_table(runs: &[Run]) {
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    println!("\n== footprint ({build} daemon, builtin/ema-rsi, 2 assets, interval 1s, no LLM)");
+    println!(
+        "{:>8} | {:>9} | {:>9} | {:>9} | {:>13} | {:>8} | {:>8} | {:>8} | {:>10} | {:>9}",
+        "accounts",
+        "RSS MB",
+        "HWM MB",
+        "PG PSS MB",
+        "cycles/acct",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU % core",
+        "SIGTERM s"
+    );
+    for r in runs {
+        let d = sorted(&r.sampled_durations);
+        let c = sorted(&r.completed.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        println!(
+            "{:>8} | {:>9.1} | {:>9.1} | {:>9.1} | {:>13} | {:>8.2} | {:>8.2} | {:>8.2} | {:>10.1} | {:>9}",
+            r.accounts,
+            mb(r.last().daemon_rss_kb),
+            mb(r.last().daemon_hwm_kb),
+            mb(r.last().pg_pss_kb),
+            format!("{:.0}", percentile(&c, 50.0)),
+            percentile(&d, 50.0),
+            percentile(&d, 99.0),
+            d.last().copied().unwrap_or(f64::NAN),
+            r.cpu_pct(|s| s.daemon_cpu_ticks),
+            r.sigterm_exit
+                .map(|d| format!("{:.2}", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    let (Some(lo), Some(hi)) = (
+        runs.iter().min_by_key(|r| r.accounts),
+        runs.iter().max_by_key(|r| r.accounts),
+    ) else {
+        return;
+    };
+    if hi.accounts > lo.accounts {
+        let span = (hi.accounts - lo.accounts) as f64;
+        let per = |a: u64, b: u64| (b as f64 - a as f64) / span;
+        println!(
+            "per account (N{} vs N{}): daemon RSS {:.1} KB, VmHWM {:.1} KB, postgres PSS {:.1} KB",
+            hi.accounts,
+            lo.accounts,
+            per(lo.last().daemon_rss_kb, hi.last().daemon_rss_kb),
+            per(lo.last().daemon_hwm_kb, hi.last().daemon_hwm_kb),
+            per(lo.last().pg_pss_kb, hi.last().pg_pss_kb),
+        );
+    }
+    println!("cycle p50/p99/max: last_cycle.duration_ms of completed cycles seen in GET /status once a second (each cycle once)");
+}
