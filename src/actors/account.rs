@@ -393,8 +393,14 @@ impl Handler<Drain> for Account {
             self.set_state("stopping");
         }
         self.finish_drain();
+        let execution = self.execution.clone();
         Box::pin(async move {
             let _ = rx.await;
+            // Price ticks queued before the hubs stopped are processed (and their
+            // writes sent to the Recorder) before the account reports drained.
+            if let Some(exec) = execution {
+                let _ = exec.send(GetExecutionView).await;
+            }
         })
     }
 }

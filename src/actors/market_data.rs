@@ -50,6 +50,7 @@ pub struct MarketDataHub {
     oi_history: VecDeque<Decimal>,
     saved_until: HashMap<&'static str, DateTime<Utc>>,
     polling: bool,
+    stopped: bool,
     period: Duration,
     timer: Option<SpawnHandle>,
     status: HubStatus,
@@ -100,6 +101,7 @@ impl MarketDataHub {
             oi_history: VecDeque::new(),
             saved_until: HashMap::new(),
             polling: false,
+            stopped: false,
             period,
             timer: None,
             bus,
@@ -119,6 +121,9 @@ impl MarketDataHub {
     }
 
     fn reschedule(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
         let period = self.wanted_period();
         if self.timer.is_some() && period == self.period {
             return;
@@ -133,7 +138,7 @@ impl MarketDataHub {
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.polling {
+        if self.polling || self.stopped {
             return;
         }
         self.polling = true;
@@ -175,6 +180,9 @@ impl MarketDataHub {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, _ctx| {
             act.polling = false;
+            if act.stopped {
+                return;
+            }
             match res {
                 Ok(p) => act.on_data(p),
                 Err(e) => act.on_failure(e),
@@ -346,6 +354,18 @@ impl Handler<UnwatchSymbol> for MarketDataHub {
         self.watchers.remove(&msg.0);
         self.status.watchers = self.watchers.len();
         self.reschedule(ctx);
+    }
+}
+
+impl Handler<StopPolling> for MarketDataHub {
+    type Result = ();
+
+    fn handle(&mut self, _: StopPolling, ctx: &mut Self::Context) {
+        self.stopped = true;
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        info!(self.log, "market data hub stopped");
     }
 }
 

@@ -90,6 +90,12 @@ pub struct WatchSymbol {
 #[rtype(result = "()")]
 pub struct UnwatchSymbol(pub AccountId);
 
+/// Stop polling for good (shutdown): nothing more reaches the Recorder or the
+/// ExecutionActors from this hub; a poll in flight is discarded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPolling;
+
 /// The hub's latest snapshot, trading rules and health.
 #[derive(Message)]
 #[rtype(result = "HubView")]

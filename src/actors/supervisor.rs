@@ -5,8 +5,9 @@
 //!
 //! Invariants: a crashed account tree is torn down completely (its arbiter is stopped)
 //! before a new one starts, so no stale child keeps acting; restarts reload the state
-//! from the database; shutdown drains every account (no new cycles, in-flight cycles
-//! finish) within the deadline.
+//! from the database; shutdown first stops the hubs (no new snapshots or price ticks),
+//! then drains every account (no new cycles, in-flight cycles and queued ticks finish)
+//! within the deadline, so that nothing reaches the Recorder after its final flush.
 
 use crate::actors::account::Account;
 use crate::actors::event_bus::EventBus;
