@@ -28,6 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+/// Retry period of a skipped cycle before the first one completed.
+const STARTUP_RETRY: Duration = Duration::from_secs(2);
+/// At most this many start-up retries (one minute); then the interval rules.
+const STARTUP_RETRIES: u32 = 30;
+
 /// Why a cycle did not complete.
 #[derive(Debug)]
 enum CycleError {
@@ -55,6 +60,7 @@ pub struct Account {
     last_cycle: Option<CycleSummary>,
     last_error: Option<String>,
     restarts: u32,
+    startup_retries: u32,
     started_at: Option<DateTime<Utc>>,
 }
 
@@ -86,6 +92,7 @@ impl Account {
             last_cycle: None,
             last_error: None,
             restarts,
+            startup_retries: 0,
             started_at: None,
         }
     }
@@ -236,6 +243,15 @@ impl Account {
                         serde_json::json!({"reason": reason}),
                     );
                     act.last_error = Some(reason);
+                    // Until the first cycle completes (market data still arriving at
+                    // start-up), try again soon instead of a whole interval later.
+                    if act.cycles_completed == 0
+                        && act.cfg.interval.duration > STARTUP_RETRY
+                        && act.startup_retries < STARTUP_RETRIES
+                    {
+                        act.startup_retries += 1;
+                        ctx.run_later(STARTUP_RETRY, |act, ctx| act.start_cycle(ctx));
+                    }
                 }
                 Err(CycleError::ChildDied(reason)) => {
                     act.cycles_failed += 1;
