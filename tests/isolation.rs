@@ -35,6 +35,11 @@ accounts:
     llm_model: builtin/panic
     assets: [BTC]
     interval: 1s
+  - id: hourly
+    asterdex: {{ base_url: {healthy} }}
+    llm_model: builtin/hold
+    assets: [BTC]
+    interval: 1h
 "#,
         healthy = healthy.base_url(),
         broken = broken.base_url()
@@ -54,6 +59,11 @@ accounts:
         })
         .await;
     assert_eq!(steady["state"], "active");
+    // An hourly account does not wait an hour for its first cycle.
+    d.wait_for("/accounts/hourly/status", Duration::from_secs(10), |b| {
+        b["cycles_completed"].as_u64().unwrap_or(0) == 1
+    })
+    .await;
     assert_eq!(steady["restarts"], 0);
     assert!(steady["last_error"].is_null(), "{steady}");
 
