@@ -12,7 +12,7 @@ use crate::actors::messages::*;
 use crate::actors::recorder::{RecordEquity, RecordExecution, Recorder, StoredAccount};
 use crate::config::{AccountConfig, TradingMode};
 use crate::db::queries::ExecutionBatch;
-use crate::domain::types::{AccountId, CycleId};
+use crate::domain::types::CycleId;
 use crate::exchange::paper::{PaperVenue, StoredPaperState};
 use actix::prelude::*;
 use chrono::Utc;
@@ -133,11 +133,6 @@ impl ExecutionActor {
         self.bus.do_send(Publish(
             EventDraft::account(channel, kind, &self.cfg.id, cycle, data).with_symbol(symbol),
         ));
-    }
-
-    /// The account id (for logs).
-    pub fn account_id(&self) -> &AccountId {
-        &self.cfg.id
     }
 }
 

@@ -86,7 +86,6 @@ pub enum EmbeddedPgError {
 
 /// A running private PostgreSQL server, stopped when dropped.
 pub struct EmbeddedPostgres {
-    root: PathBuf,
     port: u16,
     password: String,
     child: Option<Child>,
@@ -155,7 +154,6 @@ impl EmbeddedPostgres {
         }
         let child = cmd.spawn().map_err(|e| io_err("start postgres", &bin, e))?;
         let mut pg = EmbeddedPostgres {
-            root,
             port,
             password,
             child: Some(child),
@@ -294,11 +292,6 @@ impl EmbeddedPostgres {
 
     fn ensure_database(&self) -> Result<(), EmbeddedPgError> {
         self.create_database(DB_NAME)
-    }
-
-    /// Directory holding the cluster, its log, password and lock.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

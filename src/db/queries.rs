@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use diesel::pg::upsert::excluded;
 use diesel::prelude::*;
 use rust_decimal::Decimal;
-use uuid::Uuid;
 
 /// Filters shared by the list endpoints (`?account_id=&symbol=&status=&since=&until=&limit=`).
 #[derive(Clone, Debug, Default)]
@@ -298,32 +297,6 @@ pub fn list_decisions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Ve
         q = q.filter(decisions::ts.lt(t));
     }
     q.order(decisions::ts.desc()).limit(f.limit).load(conn)
-}
-
-/// Latest equity snapshot of an account.
-pub fn latest_equity(
-    conn: &mut PgConnection,
-    account: &str,
-) -> QueryResult<Option<EquitySnapshotRow>> {
-    equity_snapshots::table
-        .filter(equity_snapshots::account_id.eq(account))
-        .order(equity_snapshots::ts.desc())
-        .select(EquitySnapshotRow::as_select())
-        .first(conn)
-        .optional()
-}
-
-/// Counts of an account's rows per table (for status pages and tests).
-pub fn count_cycle_rows(conn: &mut PgConnection, cycle: Uuid) -> QueryResult<(i64, i64)> {
-    let d = decisions::table
-        .filter(decisions::cycle_id.eq(cycle))
-        .count()
-        .get_result(conn)?;
-    let e = equity_snapshots::table
-        .filter(equity_snapshots::cycle_id.eq(cycle))
-        .count()
-        .get_result(conn)?;
-    Ok((d, e))
 }
 
 /// Time of the last fill per symbol of an account (cooldowns survive a restart).
