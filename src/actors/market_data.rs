@@ -270,6 +270,7 @@ impl MarketDataHub {
         for (_, ticks) in self.watchers.values() {
             ticks.do_send(tick.clone());
         }
+        let data = serde_json::to_value(&*snapshot).unwrap_or_default();
         self.bus.do_send(Publish(EventDraft {
             channel: Channel::MarketData,
             kind: "snapshot",
@@ -277,7 +278,7 @@ impl MarketDataHub {
             cycle_id: None,
             symbol: Some(self.symbol.to_string()),
             ts: now,
-            data: serde_json::to_value(&*snapshot).unwrap_or_default(),
+            data: data.clone(),
         }));
         let candles = self.new_candles("5m", &p.k5);
         let mut candles4 = self.new_candles("4h", &p.k4);
@@ -293,7 +294,7 @@ impl MarketDataHub {
                 mark_price: snapshot.mark_price,
                 funding_rate: snapshot.funding_rate,
                 open_interest: snapshot.open_interest.latest,
-                data: serde_json::to_value(&*snapshot).unwrap_or_default(),
+                data,
             },
             candles: all,
         });
