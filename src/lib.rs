@@ -15,6 +15,8 @@ pub mod app;
 pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.
 pub mod config;
+/// The LLM decision engine: client, prompts, reply parsing.
+pub mod llm;
 /// PostgreSQL: schema, rows, queries, migrations, the embedded private cluster.
 pub mod db;
 /// Pure trading logic: types, indicators, snapshots, paper venue, policies.
