@@ -15,14 +15,14 @@ pub mod app;
 pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.
 pub mod config;
-/// The LLM decision engine: client, prompts, reply parsing.
-pub mod llm;
 /// PostgreSQL: schema, rows, queries, migrations, the embedded private cluster.
 pub mod db;
 /// Pure trading logic: types, indicators, snapshots, paper venue, policies.
 pub mod domain;
 /// Venue clients: AsterDEX public market data; the `Exchange` trait.
 pub mod exchange;
+/// The LLM decision engine: client, prompts, reply parsing.
+pub mod llm;
 /// Secrets that never print.
 pub mod secret;
 /// slog drains: per-domain JSON files with rotation and secret masking, stderr.

@@ -224,6 +224,7 @@ fn build(
         leverage: text("leverage"),
         risk: None,
         paper: None,
+        llm: None,
     };
     EnvAccount {
         raw,

@@ -120,6 +120,10 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     /// Market data polling.
     pub market_data: MarketDataSettings,
+    /// Global kill switch (`kill_switch: true`): no account opens anything new.
+    pub kill_switch: bool,
+    /// Settings shared by every LLM account.
+    pub llm: LlmGlobalSettings,
     /// The accounts to trade, in file order.
     pub accounts: Vec<AccountConfig>,
     /// What was read, lowest precedence first, then where the accounts came from
@@ -207,6 +211,92 @@ pub struct AccountConfig {
     pub risk: RiskConfig,
     /// Paper venue parameters (used when `mode: paper`).
     pub paper: PaperConfig,
+    /// Model call parameters (used by LLM accounts).
+    pub llm: LlmConfig,
+}
+
+/// How a model is asked for structured output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// `response_format: json_schema` (strict) with the decision schema; the default.
+    JsonSchema,
+    /// `response_format: json_object`, for models without schema support.
+    JsonObject,
+    /// No `response_format` at all (the prompt still asks for JSON).
+    None,
+}
+
+/// Price of a model per million tokens, USD (when the server reports no cost).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelPrice {
+    /// Prompt (input) tokens.
+    pub prompt_per_mtok: Decimal,
+    /// Completion (output) tokens.
+    pub completion_per_mtok: Decimal,
+}
+
+/// Per-account model call parameters (`llm:` block of an account).
+#[derive(Clone, Debug, Serialize)]
+pub struct LlmConfig {
+    /// Sampling temperature, 0..=2 (default 0.2).
+    pub temperature: f64,
+    /// Completion budget in tokens (default 2000).
+    pub max_tokens: u32,
+    /// Deadline of one decision call, retries included (default 25s; at most 30s, the
+    /// budget from fresh data to decision).
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// `json_schema` (default), `json_object` or `none`.
+    pub structured_output: StructuredOutput,
+    /// Daily spending limit in USD; when reached the account holds until UTC midnight.
+    pub max_cost_usd_per_day: Option<Decimal>,
+    /// Directory with `system.md.j2` and `user.md.j2` overriding the shipped prompts.
+    pub prompt_dir: Option<PathBuf>,
+    /// Price of this account's model, overriding `llm.prices` of the top level.
+    pub price: Option<ModelPrice>,
+    /// Consecutive failed calls that open the circuit breaker (default 3).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial call (default 5m).
+    #[serde(with = "humantime_serde_compat")]
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            temperature: 0.2,
+            max_tokens: 2000,
+            timeout: Duration::from_secs(25),
+            structured_output: StructuredOutput::JsonSchema,
+            max_cost_usd_per_day: None,
+            prompt_dir: None,
+            price: None,
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Settings shared by the LLM accounts (top-level `llm:` block).
+#[derive(Clone, Debug, Serialize)]
+pub struct LlmGlobalSettings {
+    /// Sent as `HTTP-Referer` to OpenRouter (attribution), when set.
+    pub app_url: Option<String>,
+    /// Sent as `X-Title` to OpenRouter (default `vibex`).
+    pub app_title: String,
+    /// Price table by model id, for servers that report no cost.
+    pub prices: std::collections::BTreeMap<String, ModelPrice>,
+}
+
+impl Default for LlmGlobalSettings {
+    fn default() -> Self {
+        LlmGlobalSettings {
+            app_url: None,
+            app_title: "vibex".into(),
+            prices: Default::default(),
+        }
+    }
 }
 
 /// AsterDEX endpoint and credentials of one account.
@@ -248,6 +338,9 @@ pub struct RiskConfig {
     pub cooldown: Option<Duration>,
     /// When true, the account opens nothing new.
     pub kill_switch: bool,
+    /// Reversing an open position needs the model to ask for it this many cycles in a
+    /// row (default 2; 1 turns the rule off).
+    pub hysteresis_cycles: u32,
 }
 
 /// Paper venue parameters.
@@ -564,6 +657,8 @@ fn load_in(
             log_level: top.log_level,
             database_url: top.database_url,
             market_data: top.market_data,
+            kill_switch: top.kill_switch,
+            llm: top.llm,
             accounts,
             sources: source_list,
         }),

@@ -135,8 +135,49 @@ pub(crate) struct RawTop {
     pub log_level: Option<Scalar>,
     pub database_url: Option<Scalar>,
     pub market_data: Option<RawMarketData>,
+    pub kill_switch: Option<Scalar>,
+    pub llm: Option<RawLlmGlobal>,
     #[allow(dead_code)]
     pub accounts: Option<IgnoredAny>,
+}
+
+/// Top-level `llm:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLlmGlobal {
+    pub app_url: Option<Scalar>,
+    pub app_title: Option<Scalar>,
+    pub prices: Option<std::collections::BTreeMap<String, RawPrice>>,
+}
+
+/// A model price (`{prompt_per_mtok, completion_per_mtok}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrice {
+    pub prompt_per_mtok: Option<Scalar>,
+    pub completion_per_mtok: Option<Scalar>,
+}
+
+/// `llm:` block of an account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLlm {
+    pub temperature: Option<Scalar>,
+    pub max_tokens: Option<Scalar>,
+    pub timeout: Option<Scalar>,
+    pub structured_output: Option<Scalar>,
+    pub max_cost_usd_per_day: Option<Scalar>,
+    pub prompt_dir: Option<Scalar>,
+    pub price: Option<RawPrice>,
+    pub circuit_breaker: Option<RawBreaker>,
+}
+
+/// `llm.circuit_breaker:` block of an account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub failures: Option<Scalar>,
+    pub cooldown: Option<Scalar>,
 }
 
 /// `api:` block.
@@ -173,6 +214,7 @@ pub(crate) struct RawAccount {
     pub leverage: Option<Scalar>,
     pub risk: Option<RawRisk>,
     pub paper: Option<RawPaper>,
+    pub llm: Option<RawLlm>,
 }
 
 /// `asterdex:` block of an account.
@@ -203,6 +245,7 @@ pub(crate) struct RawRisk {
     pub max_daily_loss_pct: Option<Scalar>,
     pub cooldown: Option<Scalar>,
     pub kill_switch: Option<Scalar>,
+    pub hysteresis_cycles: Option<Scalar>,
 }
 
 /// `paper:` block of an account.

@@ -821,3 +821,70 @@ fn wallet_signer_fields_go_together() {
     );
     assert!(e.contains("field \"asterdex.private_key\": missing"), "{e}");
 }
+
+#[test]
+fn llm_block_defaults_and_values() {
+    let s = Dir::new()
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    let llm = &s.accounts[0].llm;
+    assert_eq!(llm.timeout, Duration::from_secs(25));
+    assert_eq!(llm.structured_output, StructuredOutput::JsonSchema);
+    assert_eq!(llm.breaker_failures, 3);
+    assert_eq!(s.accounts[0].risk.hysteresis_cycles, 2);
+    assert!(!s.kill_switch);
+    assert_eq!(s.llm.app_title, "vibex");
+
+    let yaml = format!(
+        "kill_switch: true\nllm:\n  app_url: https://example.org/vibex\n  prices:\n    x-ai/grok-4: {{prompt_per_mtok: 3, completion_per_mtok: 15}}\n{}",
+        yaml_with_account(
+            "    risk: {hysteresis_cycles: 3}\n    llm:\n      temperature: 0.7\n      max_tokens: 900\n      timeout: 12s\n      structured_output: json_object\n      max_cost_usd_per_day: 2.5\n      price: {prompt_per_mtok: 0.2, completion_per_mtok: 0.6}\n      circuit_breaker: {failures: 5, cooldown: 1m}\n"
+        )
+    );
+    let s = Dir::new().with("accounts.yaml", &yaml).load(&[]).unwrap();
+    assert!(s.kill_switch);
+    assert_eq!(s.llm.prices["x-ai/grok-4"].completion_per_mtok, dec!(15));
+    let a = &s.accounts[0];
+    assert_eq!(a.risk.hysteresis_cycles, 3);
+    assert_eq!(a.llm.temperature, 0.7);
+    assert_eq!(a.llm.max_tokens, 900);
+    assert_eq!(a.llm.timeout, Duration::from_secs(12));
+    assert_eq!(a.llm.structured_output, StructuredOutput::JsonObject);
+    assert_eq!(a.llm.max_cost_usd_per_day, Some(dec!(2.5)));
+    assert_eq!(a.llm.price.as_ref().unwrap().prompt_per_mtok, dec!(0.2));
+    assert_eq!(a.llm.breaker_failures, 5);
+    assert_eq!(a.llm.breaker_cooldown, Duration::from_secs(60));
+}
+
+#[test]
+fn llm_block_errors_name_account_and_field() {
+    for (extra, field, fragment) in [
+        ("    llm: {timeout: 45s}\n", "llm.timeout", "30s budget"),
+        ("    llm: {temperature: 3}\n", "llm.temperature", "0..=2"),
+        (
+            "    llm: {structured_output: xml}\n",
+            "llm.structured_output",
+            "json_schema",
+        ),
+        (
+            "    llm: {price: {prompt_per_mtok: 1}}\n",
+            "llm.price.completion_per_mtok",
+            "missing",
+        ),
+        ("    llm: {tempo: 1}\n", "llm.tempo", "unknown key"),
+        (
+            "    risk: {hysteresis_cycles: 0}\n",
+            "risk.hysteresis_cycles",
+            "1..=10",
+        ),
+    ] {
+        let e = Dir::new()
+            .with("accounts.yaml", &yaml_with_account(extra))
+            .error(&[]);
+        assert!(
+            e.contains("account \"a1\"") && e.contains(field) && e.contains(fragment),
+            "{extra}: {e}"
+        );
+    }
+}

@@ -7,17 +7,19 @@
 //! message.
 
 use super::raw::{
-    AssetsInput, RawAccount, RawApi, RawAster, RawMarketData, RawOpenRouter, RawPaper, RawRisk,
-    Scalar,
+    AssetsInput, RawAccount, RawApi, RawAster, RawLlm, RawLlmGlobal, RawMarketData, RawOpenRouter,
+    RawPaper, RawPrice, RawRisk, Scalar,
 };
 use super::{
-    AccountConfig, ApiSettings, AsterConfig, CycleInterval, MarketDataSettings, OpenRouterConfig,
-    PaperConfig, RiskConfig, TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL,
-    DEFAULT_OPENROUTER_BASE_URL, LOG_LEVELS, MAX_LEVERAGE,
+    AccountConfig, ApiSettings, AsterConfig, CycleInterval, LlmConfig, LlmGlobalSettings,
+    MarketDataSettings, ModelPrice, OpenRouterConfig, PaperConfig, RiskConfig, StructuredOutput,
+    TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL, DEFAULT_OPENROUTER_BASE_URL,
+    LOG_LEVELS, MAX_LEVERAGE,
 };
 use crate::domain::types::{AccountId, Asset};
 use crate::secret::Secret;
 use rust_decimal::Decimal;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -486,6 +488,7 @@ pub(crate) fn account(
         .unwrap_or(1);
     let risk = risk(&mut c, raw.risk.unwrap_or_default());
     let paper = paper(&mut c, raw.paper.unwrap_or_default());
+    let llm = llm(&mut c, raw.llm.unwrap_or_default());
 
     if !c.clean() {
         return None;
@@ -501,7 +504,117 @@ pub(crate) fn account(
         leverage,
         risk,
         paper,
+        llm,
     })
+}
+
+/// The `llm:` block of an account; defaults in [`LlmConfig::default`].
+fn llm(c: &mut Check<'_>, raw: RawLlm) -> LlmConfig {
+    let d = LlmConfig::default();
+    let temperature = c
+        .decimal("llm.temperature", raw.temperature)
+        .and_then(|t| {
+            if t < Decimal::ZERO || t > Decimal::TWO {
+                c.fail("llm.temperature", format!("{t} is outside 0..=2"));
+                None
+            } else {
+                t.to_string().parse::<f64>().ok()
+            }
+        })
+        .unwrap_or(d.temperature);
+    let max_tokens = c
+        .whole("llm.max_tokens", raw.max_tokens, 1, 200_000)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(d.max_tokens);
+    let timeout = c
+        .positive_duration("llm.timeout", raw.timeout)
+        .and_then(|t| {
+            if t > Duration::from_secs(30) {
+                c.fail(
+                    "llm.timeout",
+                    format!(
+                        "{} is longer than the 30s budget from fresh market data to decision",
+                        humantime::format_duration(t)
+                    ),
+                );
+                None
+            } else {
+                Some(t)
+            }
+        })
+        .unwrap_or(d.timeout);
+    let structured_output = match c.text("llm.structured_output", raw.structured_output) {
+        None => d.structured_output,
+        Some(v) => match v.as_str() {
+            "json_schema" => StructuredOutput::JsonSchema,
+            "json_object" => StructuredOutput::JsonObject,
+            "none" => StructuredOutput::None,
+            _ => {
+                c.fail(
+                    "llm.structured_output",
+                    format!("{v:?} is not one of json_schema, json_object, none"),
+                );
+                d.structured_output
+            }
+        },
+    };
+    let max_cost_usd_per_day =
+        c.decimal_min("llm.max_cost_usd_per_day", raw.max_cost_usd_per_day, true);
+    let prompt_dir = c.text("llm.prompt_dir", raw.prompt_dir).map(PathBuf::from);
+    let price = raw.price.and_then(|p| price(c, "llm.price", p));
+    let breaker = raw.circuit_breaker.unwrap_or_default();
+    let breaker_failures = c
+        .whole("llm.circuit_breaker.failures", breaker.failures, 1, 100)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(d.breaker_failures);
+    let breaker_cooldown = c
+        .positive_duration("llm.circuit_breaker.cooldown", breaker.cooldown)
+        .unwrap_or(d.breaker_cooldown);
+    LlmConfig {
+        temperature,
+        max_tokens,
+        timeout,
+        structured_output,
+        max_cost_usd_per_day,
+        prompt_dir,
+        price,
+        breaker_failures,
+        breaker_cooldown,
+    }
+}
+
+/// A `{prompt_per_mtok, completion_per_mtok}` price; both are required.
+fn price(c: &mut Check<'_>, field: &str, raw: RawPrice) -> Option<ModelPrice> {
+    let prompt = c.decimal_min(
+        &format!("{field}.prompt_per_mtok"),
+        raw.prompt_per_mtok,
+        false,
+    );
+    let completion = c.decimal_min(
+        &format!("{field}.completion_per_mtok"),
+        raw.completion_per_mtok,
+        false,
+    );
+    match (prompt, completion) {
+        (Some(p), Some(q)) => Some(ModelPrice {
+            prompt_per_mtok: p,
+            completion_per_mtok: q,
+        }),
+        (None, _) => {
+            c.fail(
+                &format!("{field}.prompt_per_mtok"),
+                "missing; a price needs prompt_per_mtok and completion_per_mtok (USD per million tokens)",
+            );
+            None
+        }
+        (_, None) => {
+            c.fail(
+                &format!("{field}.completion_per_mtok"),
+                "missing; a price needs prompt_per_mtok and completion_per_mtok (USD per million tokens)",
+            );
+            None
+        }
+    }
 }
 
 fn builtin_list() -> String {
@@ -592,6 +705,10 @@ fn risk(c: &mut Check<'_>, raw: RawRisk) -> RiskConfig {
         kill_switch: c
             .boolean("risk.kill_switch", raw.kill_switch)
             .unwrap_or(false),
+        hysteresis_cycles: c
+            .whole("risk.hysteresis_cycles", raw.hysteresis_cycles, 1, 10)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(2),
     }
 }
 
@@ -618,6 +735,8 @@ pub(crate) struct TopLevel {
     pub log_level: String,
     pub database_url: Option<Secret>,
     pub market_data: MarketDataSettings,
+    pub kill_switch: bool,
+    pub llm: LlmGlobalSettings,
 }
 
 /// Validates the top-level keys; defaults fill what is absent.
@@ -640,8 +759,28 @@ pub(crate) fn top_level(
         log_level: log_level(&mut c, raw.log_level),
         database_url: database_url(&mut c, raw.database_url),
         market_data: market_data(&mut c, md),
+        kill_switch: c.boolean("kill_switch", raw.kill_switch).unwrap_or(false),
+        llm: llm_global(&mut c, raw.llm.unwrap_or_default()),
     };
     c.clean().then_some(top)
+}
+
+/// The top-level `llm:` block.
+fn llm_global(c: &mut Check<'_>, raw: RawLlmGlobal) -> LlmGlobalSettings {
+    let d = LlmGlobalSettings::default();
+    let mut prices = std::collections::BTreeMap::new();
+    for (model, p) in raw.prices.unwrap_or_default() {
+        if let Some(price) = price(c, &format!("llm.prices.{model}"), p) {
+            prices.insert(model, price);
+        }
+    }
+    LlmGlobalSettings {
+        app_url: c.text("llm.app_url", raw.app_url),
+        app_title: c
+            .text("llm.app_title", raw.app_title)
+            .unwrap_or(d.app_title),
+        prices,
+    }
 }
 
 fn api_settings(c: &mut Check<'_>, raw: RawApi) -> ApiSettings {
