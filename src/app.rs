@@ -150,6 +150,7 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     let app_log = telemetry::domain_logger(&root, LogDomain::App);
     let trading_log = telemetry::domain_logger(&root, LogDomain::Trading);
     let market_log = telemetry::domain_logger(&root, LogDomain::MarketData);
+    let llm_log = telemetry::domain_logger(&root, LogDomain::Llm);
 
     let recorder_pool = pool.clone();
     let data_dir = settings.data_dir.clone();
@@ -164,6 +165,7 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
         recorder.clone(),
         &trading_log,
         &market_log,
+        &llm_log,
     )?
     .start();
 

@@ -11,14 +11,15 @@
 //! line of the cycle together; if a child actor dies (a panic), the Account stops
 //! itself so that the Supervisor restarts the whole tree from the database.
 
-use crate::actors::decision::DecisionActor;
+use crate::actors::decision::{DecisionActor, DecisionSource, ModelEngine};
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::execution::ExecutionActor;
 use crate::actors::market_data::MarketDataHub;
 use crate::actors::messages::*;
 use crate::actors::recorder::{LoadAccount, RecordAccountStatus, Recorder};
-use crate::config::AccountConfig;
+use crate::config::{AccountConfig, LlmGlobalSettings};
+use crate::domain::policy::BuiltinPolicy;
 use crate::domain::types::{Asset, CycleId, Symbol};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -27,6 +28,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// How fresh the market data of an LLM account's decision must be.
+const LLM_DATA_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Process-wide settings every account tree needs.
+#[derive(Clone, Debug)]
+pub struct SharedSettings {
+    /// The global kill switch.
+    pub kill_switch: bool,
+    /// Settings of the LLM accounts (attribution headers, price table).
+    pub llm: LlmGlobalSettings,
+}
 
 /// Retry period of a skipped cycle before the first one completed.
 const STARTUP_RETRY: Duration = Duration::from_secs(2);
@@ -45,6 +58,8 @@ enum CycleError {
 /// The root of one account's actor tree.
 pub struct Account {
     cfg: Arc<AccountConfig>,
+    shared: Arc<SharedSettings>,
+    llm_log: Logger,
     hubs: Vec<(Asset, Addr<MarketDataHub>)>,
     decision: Option<Addr<DecisionActor>>,
     execution: Option<Addr<ExecutionActor>>,
@@ -66,17 +81,22 @@ pub struct Account {
 
 impl Account {
     /// An account tree for `cfg`, fed by `hubs` (one per asset).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Arc<AccountConfig>,
+        shared: Arc<SharedSettings>,
         hubs: Vec<(Asset, Addr<MarketDataHub>)>,
         bus: Addr<EventBus>,
         recorder: Addr<Recorder>,
         restarts: u32,
         log: &Logger,
+        llm_log: &Logger,
     ) -> Self {
         let log = log.new(slog::o!("component" => "account", "account_id" => cfg.id.to_string()));
         Account {
             cfg,
+            shared,
+            llm_log: llm_log.clone(),
             hubs,
             decision: None,
             execution: None,
@@ -141,12 +161,15 @@ impl Account {
         self.publish("cycle_started", Some(cycle_id), serde_json::json!({}));
         let hubs = self.hubs.clone();
         let max_age = self.max_snapshot_age();
+        let fresh = BuiltinPolicy::from_model(&self.cfg.llm_model)
+            .is_none()
+            .then_some(LLM_DATA_MAX_AGE);
         let fut = async move {
             // 1. Market data.
             let mut snapshots = Vec::new();
             let mut rules = HashMap::new();
             for (asset, hub) in &hubs {
-                let view = hub.send(GetHubView).await.map_err(|e| {
+                let view = hub.send(GetHubView { max_age: fresh }).await.map_err(|e| {
                     CycleError::Skipped(format!("{asset}: market data hub unavailable: {e}"))
                 })?;
                 let last_error = view.status.last_error.clone();
@@ -186,8 +209,7 @@ impl Account {
                 .send(Decide {
                     cycle_id,
                     snapshots,
-                    view: view.account,
-                    last_trades: view.last_trades,
+                    view,
                 })
                 .await
                 .map_err(|e| CycleError::ChildDied(format!("decision actor: {e}")))?;
@@ -318,6 +340,7 @@ impl Actor for Account {
                     return;
                 }
             };
+            let spent_today = stored.llm_cost_today;
             let execution = match ExecutionActor::restore(
                 act.cfg.clone(),
                 stored,
@@ -340,9 +363,28 @@ impl Actor for Account {
                 });
             }
             act.execution = Some(execution);
+            let source = match BuiltinPolicy::from_model(&act.cfg.llm_model) {
+                Some(policy) => DecisionSource::Builtin(policy),
+                None => match ModelEngine::new(&act.cfg, &act.shared.llm) {
+                    Ok(engine) => DecisionSource::Model(Box::new(engine)),
+                    Err(e) => {
+                        error!(act.log, "cannot set up the model client"; "error" => e);
+                        ctx.stop();
+                        return;
+                    }
+                },
+            };
             act.decision = Some(
-                DecisionActor::new(&act.cfg, act.bus.clone(), act.recorder.clone(), &act.log)
-                    .start(),
+                DecisionActor::new(
+                    act.cfg.clone(),
+                    source,
+                    act.shared.kill_switch,
+                    spent_today,
+                    act.bus.clone(),
+                    act.recorder.clone(),
+                    &act.llm_log,
+                )
+                .start(),
             );
             act.set_state("active");
             ctx.run_interval(act.cfg.interval.duration, |act, ctx| act.start_cycle(ctx));
@@ -385,14 +427,19 @@ impl Handler<GetAccountStatus> for Account {
             last_error: self.last_error.clone(),
             restarts: self.restarts,
             balance: None,
+            decision: None,
             started_at: self.started_at,
         };
         let execution = self.execution.clone();
+        let decision = self.decision.clone();
         Box::pin(async move {
             if let Some(exec) = execution {
                 if let Ok(view) = exec.send(GetExecutionView).await {
                     status.balance = Some(view.account);
                 }
+            }
+            if let Some(d) = decision {
+                status.decision = d.send(GetDecisionStatus).await.ok();
             }
             status
         })

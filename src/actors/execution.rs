@@ -9,7 +9,14 @@
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::*;
-use crate::actors::recorder::{RecordEquity, RecordExecution, Recorder, StoredAccount};
+use crate::actors::recorder::{
+    RecordEquity, RecordExecution, Recorder, StoredAccount, RECENT_HISTORY,
+};
+use crate::db::models::{DiaryEntryRow, FillRow};
+use crate::domain::types::utc_midnight;
+use chrono::DateTime;
+use rust_decimal::Decimal;
+use std::collections::VecDeque;
 use crate::config::{AccountConfig, TradingMode};
 use crate::db::queries::ExecutionBatch;
 use crate::domain::types::CycleId;
@@ -24,6 +31,9 @@ use std::sync::Arc;
 pub struct ExecutionActor {
     cfg: Arc<AccountConfig>,
     venue: PaperVenue,
+    recent_fills: VecDeque<FillRow>,
+    recent_diary: VecDeque<DiaryEntryRow>,
+    day_start: Option<(DateTime<Utc>, Decimal)>,
     bus: Addr<EventBus>,
     recorder: Addr<Recorder>,
     log: Logger,
@@ -52,13 +62,18 @@ impl ExecutionActor {
             },
             Utc::now(),
         )?;
+        let today = utc_midnight(Utc::now());
         let actor = ExecutionActor {
             cfg,
             venue,
+            recent_fills: stored.recent_fills.into_iter().collect(),
+            recent_diary: stored.recent_diary.into_iter().collect(),
+            day_start: stored.day_start_equity.map(|e| (today, e)),
             bus,
             recorder,
             log: log.new(slog::o!("component" => "execution")),
         };
+        let mut actor = actor;
         let (view, _) = actor.venue.view();
         info!(actor.log, "paper account resumed";
             "wallet_balance" => view.wallet_balance.to_string(),
@@ -68,10 +83,18 @@ impl ExecutionActor {
     }
 
     /// Records a batch and publishes what it changed.
-    fn commit(&self, batch: ExecutionBatch, cycle: Option<CycleId>) {
+    fn commit(&mut self, batch: ExecutionBatch, cycle: Option<CycleId>) {
         if batch.is_empty() {
             return;
         }
+        for f in &batch.fills {
+            self.recent_fills.push_front(f.clone());
+        }
+        for d in &batch.diary {
+            self.recent_diary.push_front(d.clone());
+        }
+        self.recent_fills.truncate(RECENT_HISTORY as usize);
+        self.recent_diary.truncate(RECENT_HISTORY as usize);
         let id = &self.cfg.id;
         for o in &batch.orders {
             self.publish(
@@ -154,9 +177,18 @@ impl Handler<GetExecutionView> for ExecutionActor {
 
     fn handle(&mut self, _: GetExecutionView, _: &mut Self::Context) -> Self::Result {
         let (account, last_trades) = self.venue.view();
+        // The first valuation of a UTC day is that day's start equity (daily loss rule).
+        let today = utc_midnight(Utc::now());
+        if self.day_start.map(|(d, _)| d != today).unwrap_or(true) {
+            self.day_start = Some((today, account.equity));
+        }
         MessageResult(ExecutionView {
             account,
             last_trades,
+            open_orders: self.venue.open_orders(),
+            recent_fills: self.recent_fills.iter().cloned().collect(),
+            recent_diary: self.recent_diary.iter().cloned().collect(),
+            day_start_equity: self.day_start.map(|(_, e)| e),
         })
     }
 }

@@ -29,6 +29,7 @@ use slog::{debug, info, warn, Logger};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// Open-interest values kept for the average.
 const OI_HISTORY: usize = 30;
@@ -51,6 +52,7 @@ pub struct MarketDataHub {
     saved_until: HashMap<&'static str, DateTime<Utc>>,
     polling: bool,
     stopped: bool,
+    waiters: Vec<oneshot::Sender<HubView>>,
     period: Duration,
     timer: Option<SpawnHandle>,
     status: HubStatus,
@@ -102,6 +104,7 @@ impl MarketDataHub {
             saved_until: HashMap::new(),
             polling: false,
             stopped: false,
+            waiters: Vec::new(),
             period,
             timer: None,
             bus,
@@ -186,6 +189,11 @@ impl MarketDataHub {
             match res {
                 Ok(p) => act.on_data(p),
                 Err(e) => act.on_failure(e),
+            }
+            // Whoever asked for fresh data gets the outcome of this poll.
+            let view = act.view();
+            for w in act.waiters.drain(..) {
+                let _ = w.send(view.clone());
             }
         }));
     }
@@ -327,6 +335,16 @@ impl MarketDataHub {
     }
 }
 
+impl MarketDataHub {
+    fn view(&self) -> HubView {
+        HubView {
+            snapshot: self.latest.clone(),
+            rules: self.rules.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
 impl Actor for MarketDataHub {
     type Context = Context<Self>;
 
@@ -363,6 +381,7 @@ impl Handler<StopPolling> for MarketDataHub {
 
     fn handle(&mut self, _: StopPolling, ctx: &mut Self::Context) {
         self.stopped = true;
+        self.waiters.clear();
         if let Some(t) = self.timer.take() {
             ctx.cancel_future(t);
         }
@@ -371,13 +390,27 @@ impl Handler<StopPolling> for MarketDataHub {
 }
 
 impl Handler<GetHubView> for MarketDataHub {
-    type Result = MessageResult<GetHubView>;
+    type Result = ResponseFuture<HubView>;
 
-    fn handle(&mut self, _: GetHubView, _: &mut Self::Context) -> Self::Result {
-        MessageResult(HubView {
-            snapshot: self.latest.clone(),
-            rules: self.rules.clone(),
-            status: self.status.clone(),
+    fn handle(&mut self, msg: GetHubView, ctx: &mut Self::Context) -> Self::Result {
+        let view = self.view();
+        let stale = match (msg.max_age, &self.latest) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(max), Some(s)) => s.age(Utc::now()).to_std().map(|a| a > max).unwrap_or(false),
+        };
+        if !stale || self.stopped {
+            return Box::pin(async move { view });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        self.poll(ctx);
+        let timeout = self.settings.request_timeout * (self.settings.max_retries + 2);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(fresh)) => fresh,
+                _ => view,
+            }
         })
     }
 }

@@ -2,6 +2,7 @@
 //! receive, call domain code, send.
 
 use crate::actors::events::{BusEvent, EventDraft, EventFilter};
+use crate::db::models::{DiaryEntryRow, FillRow, OrderRow};
 use crate::domain::decision::{AccountView, TradeDecision};
 use crate::domain::instrument::SymbolRules;
 use crate::domain::snapshot::MarketSnapshot;
@@ -96,10 +97,15 @@ pub struct UnwatchSymbol(pub AccountId);
 #[rtype(result = "()")]
 pub struct StopPolling;
 
-/// The hub's latest snapshot, trading rules and health.
-#[derive(Message)]
+/// The hub's latest snapshot, trading rules and health. With `max_age`, a snapshot
+/// older than that makes the hub poll now and answer with the fresh one (LLM accounts
+/// decide on data at most seconds old).
+#[derive(Message, Default)]
 #[rtype(result = "HubView")]
-pub struct GetHubView;
+pub struct GetHubView {
+    /// Freshness wanted.
+    pub max_age: Option<Duration>,
+}
 
 /// What [`GetHubView`] answers.
 #[derive(Clone, Debug, Serialize)]
@@ -167,6 +173,8 @@ pub struct AccountStatus {
     pub restarts: u32,
     /// Balance and positions now.
     pub balance: Option<AccountView>,
+    /// The decision maker: model calls, breaker, budget, why it holds.
+    pub decision: Option<DecisionStatus>,
     /// When this incarnation started.
     pub started_at: Option<DateTime<Utc>>,
 }
@@ -210,10 +218,32 @@ pub struct Decide {
     pub cycle_id: CycleId,
     /// One snapshot per asset.
     pub snapshots: Vec<Arc<MarketSnapshot>>,
-    /// Balance and positions.
-    pub view: AccountView,
-    /// Last trade per symbol (cooldowns).
-    pub last_trades: HashMap<Symbol, DateTime<Utc>>,
+    /// Balance, positions, orders, recent fills and diary, last trades.
+    pub view: ExecutionView,
+}
+
+/// The decision maker's state (account status).
+#[derive(Message)]
+#[rtype(result = "DecisionStatus")]
+pub struct GetDecisionStatus;
+
+/// What [`GetDecisionStatus`] answers.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecisionStatus {
+    /// Model or builtin policy.
+    pub source: String,
+    /// Why the account holds without calling its model (breaker open, budget spent).
+    pub holding_reason: Option<String>,
+    /// The circuit breaker.
+    pub breaker: crate::domain::guard::BreakerState,
+    /// Model calls made by this actor.
+    pub model_calls: u64,
+    /// Of which failed.
+    pub failed_calls: u64,
+    /// Model spending today, USD.
+    pub cost_today_usd: Decimal,
+    /// `llm.max_cost_usd_per_day`.
+    pub budget_usd_per_day: Option<Decimal>,
 }
 
 /// A decision the risk rules let through, with its row id.
@@ -241,6 +271,14 @@ pub struct ExecutionView {
     pub account: AccountView,
     /// Last trade per symbol.
     pub last_trades: HashMap<Symbol, DateTime<Utc>>,
+    /// Working orders (resting TP/SL).
+    pub open_orders: Vec<OrderRow>,
+    /// The newest fills, newest first.
+    pub recent_fills: Vec<FillRow>,
+    /// The newest diary entries, newest first.
+    pub recent_diary: Vec<DiaryEntryRow>,
+    /// Equity at the first valuation of the current UTC day.
+    pub day_start_equity: Option<Decimal>,
 }
 
 /// Execute approved decisions, then record the cycle's equity.

@@ -38,6 +38,11 @@ pub struct RecordDecisions(pub Vec<DecisionRow>);
 #[rtype(result = "()")]
 pub struct RecordExecution(pub ExecutionBatch);
 
+/// Store one model interaction (prompt, raw answer, parse and risk outcome, usage).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordInteraction(pub LlmInteractionRow);
+
 /// Store an equity snapshot.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -69,7 +74,18 @@ pub struct StoredAccount {
     pub working_orders: Vec<OrderRow>,
     /// Last fill time per symbol.
     pub last_fills: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    /// The newest fills, newest first.
+    pub recent_fills: Vec<FillRow>,
+    /// The newest diary entries, newest first.
+    pub recent_diary: Vec<DiaryEntryRow>,
+    /// Equity at the start of the current UTC day, if a snapshot exists.
+    pub day_start_equity: Option<rust_decimal::Decimal>,
+    /// Model spending since 00:00 UTC.
+    pub llm_cost_today: rust_decimal::Decimal,
 }
+
+/// How many recent fills and diary entries an account keeps at hand (prompt context).
+pub const RECENT_HISTORY: i64 = 10;
 
 /// Answers once every message sent before it has been written.
 #[derive(Message)]
@@ -184,6 +200,17 @@ impl Handler<RecordExecution> for Recorder {
     }
 }
 
+impl Handler<RecordInteraction> for Recorder {
+    type Result = ();
+    fn handle(&mut self, msg: RecordInteraction, _: &mut Self::Context) {
+        self.write(
+            "llm interaction",
+            || serde_json::json!(msg.0),
+            |c| queries::insert_llm_interaction(c, &msg.0).map(|_| ()),
+        );
+    }
+}
+
 impl Handler<RecordEquity> for Recorder {
     type Result = ();
     fn handle(&mut self, msg: RecordEquity, _: &mut Self::Context) {
@@ -217,11 +244,24 @@ impl Handler<LoadAccount> for Recorder {
         let positions = queries::open_positions(&mut conn, id).map_err(|e| e.to_string())?;
         let working_orders = queries::working_orders(&mut conn, id).map_err(|e| e.to_string())?;
         let last_fills = queries::last_fill_times(&mut conn, id).map_err(|e| e.to_string())?;
+        let recent_fills =
+            queries::recent_fills(&mut conn, id, RECENT_HISTORY).map_err(|e| e.to_string())?;
+        let recent_diary =
+            queries::recent_diary(&mut conn, id, RECENT_HISTORY).map_err(|e| e.to_string())?;
+        let today = crate::domain::types::utc_midnight(chrono::Utc::now());
+        let day_start_equity =
+            queries::first_equity_since(&mut conn, id, today).map_err(|e| e.to_string())?;
+        let llm_cost_today =
+            queries::llm_cost_since(&mut conn, id, today).map_err(|e| e.to_string())?;
         Ok(StoredAccount {
             account,
             positions,
             working_orders,
             last_fills,
+            recent_fills,
+            recent_diary,
+            day_start_equity,
+            llm_cost_today,
         })
     }
 }

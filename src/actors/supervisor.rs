@@ -9,7 +9,7 @@
 //! then drains every account (no new cycles, in-flight cycles and queued ticks finish)
 //! within the deadline, so that nothing reaches the Recorder after its final flush.
 
-use crate::actors::account::Account;
+use crate::actors::account::{Account, SharedSettings};
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::market_data::MarketDataHub;
@@ -49,6 +49,8 @@ pub struct Supervisor {
     shutting_down: bool,
     started_at: DateTime<Utc>,
     log: Logger,
+    llm_log: Logger,
+    shared: Arc<SharedSettings>,
     _market_arbiter: Arbiter,
 }
 
@@ -70,6 +72,7 @@ impl Supervisor {
         recorder: Addr<Recorder>,
         log: &Logger,
         market_log: &Logger,
+        llm_log: &Logger,
     ) -> Result<Supervisor, TopologyError> {
         let log = log.new(slog::o!("component" => "supervisor"));
         let market_arbiter = Arbiter::new();
@@ -137,6 +140,11 @@ impl Supervisor {
             shutting_down: false,
             started_at: Utc::now(),
             log,
+            llm_log: llm_log.clone(),
+            shared: Arc::new(SharedSettings {
+                kill_switch: settings.kill_switch,
+                llm: settings.llm.clone(),
+            }),
             _market_arbiter: market_arbiter,
         })
     }
@@ -160,15 +168,17 @@ impl Supervisor {
             })
             .collect();
         let arbiter = Arbiter::new();
-        let (cfg, bus, recorder, restarts, log) = (
+        let (cfg, shared, bus, recorder, restarts, log, llm_log) = (
             slot.cfg.clone(),
+            self.shared.clone(),
             self.bus.clone(),
             self.recorder.clone(),
             slot.restarts,
             self.log.clone(),
+            self.llm_log.clone(),
         );
         let addr = Account::start_in_arbiter(&arbiter.handle(), move |_| {
-            Account::new(cfg, hubs, bus, recorder, restarts, &log)
+            Account::new(cfg, shared, hubs, bus, recorder, restarts, &log, &llm_log)
         });
         slot.addr = Some(addr);
         slot.arbiter = Some(arbiter);
@@ -238,6 +248,7 @@ impl Supervisor {
             last_error: slot.last_crash.clone(),
             restarts: slot.restarts,
             balance: None,
+            decision: None,
             started_at: None,
         }
     }
@@ -296,7 +307,7 @@ impl Handler<GetSystemStatus> for Supervisor {
                     .await;
             let mut market_data = Vec::new();
             for h in hubs {
-                if let Ok(v) = h.send(GetHubView).await {
+                if let Ok(v) = h.send(GetHubView::default()).await {
                     market_data.push(v.status);
                 }
             }
@@ -335,7 +346,7 @@ impl Handler<GetMarketData> for Supervisor {
         Box::pin(async move {
             let mut out = Vec::new();
             for h in hubs {
-                if let Ok(v) = h.send(GetHubView).await {
+                if let Ok(v) = h.send(GetHubView::default()).await {
                     out.push(v);
                 }
             }

@@ -315,3 +315,67 @@ pub fn last_fill_times(
         .filter_map(|(s, t)| t.map(|t| (s, t)))
         .collect())
 }
+
+/// The newest `n` fills of an account, newest first.
+pub fn recent_fills(conn: &mut PgConnection, account: &str, n: i64) -> QueryResult<Vec<FillRow>> {
+    fills::table
+        .filter(fills::account_id.eq(account))
+        .order(fills::ts.desc())
+        .limit(n)
+        .select(FillRow::as_select())
+        .load(conn)
+}
+
+/// The newest `n` diary entries of an account, newest first.
+pub fn recent_diary(
+    conn: &mut PgConnection,
+    account: &str,
+    n: i64,
+) -> QueryResult<Vec<DiaryEntryRow>> {
+    diary_entries::table
+        .filter(diary_entries::account_id.eq(account))
+        .order(diary_entries::ts.desc())
+        .limit(n)
+        .select(DiaryEntryRow::as_select())
+        .load(conn)
+}
+
+/// Equity of the first snapshot at or after `since` (the day's start equity).
+pub fn first_equity_since(
+    conn: &mut PgConnection,
+    account: &str,
+    since: DateTime<Utc>,
+) -> QueryResult<Option<Decimal>> {
+    equity_snapshots::table
+        .filter(equity_snapshots::account_id.eq(account))
+        .filter(equity_snapshots::ts.ge(since))
+        .order(equity_snapshots::ts.asc())
+        .select(equity_snapshots::equity)
+        .first(conn)
+        .optional()
+}
+
+/// Model spending of an account since `since`, USD (calls with a known cost).
+pub fn llm_cost_since(
+    conn: &mut PgConnection,
+    account: &str,
+    since: DateTime<Utc>,
+) -> QueryResult<Decimal> {
+    use diesel::dsl::sum;
+    let total: Option<Decimal> = llm_interactions::table
+        .filter(llm_interactions::account_id.eq(account))
+        .filter(llm_interactions::ts.ge(since))
+        .select(sum(llm_interactions::cost_usd))
+        .first(conn)?;
+    Ok(total.unwrap_or_default())
+}
+
+/// Stores one model interaction.
+pub fn insert_llm_interaction(
+    conn: &mut PgConnection,
+    row: &LlmInteractionRow,
+) -> QueryResult<usize> {
+    diesel::insert_into(llm_interactions::table)
+        .values(row)
+        .execute(conn)
+}

@@ -18,3 +18,5 @@ pub mod risk;
 pub mod snapshot;
 /// Accounts, assets, symbols, sides, candles, cycle ids.
 pub mod types;
+/// Circuit breaker and daily budget in front of model calls.
+pub mod guard;

@@ -3,7 +3,13 @@
 //!
 //! Rules only ever block or shrink what adds exposure; closing a position is always
 //! allowed. Which rule clamps and which refuses:
-//! - kill switch on: refuse new exposure;
+//! - kill switch on (the account's or the global one): refuse new exposure;
+//! - the day's loss reached `risk.max_daily_loss_pct` of the day's start equity:
+//!   refuse new exposure until UTC midnight;
+//! - reversing an open position (an entry on the other side) before the model asked
+//!   for it `risk.hysteresis_cycles` cycles in a row: refuse;
+//! - reversing an open position whose exit plan is in force, without the decision
+//!   saying the plan is invalidated: refuse (closing it is always allowed);
 //! - TP/SL on the wrong side of the price: refuse;
 //! - allocation negative: refuse;
 //! - allocation above `risk.max_position_usd`: clamp to it;
@@ -27,8 +33,14 @@ pub struct RiskLimits {
     pub max_position_usd: Option<Decimal>,
     /// Minimum time between trades of one asset.
     pub cooldown: Option<Duration>,
-    /// Open nothing new.
+    /// Open nothing new (this account's switch).
     pub kill_switch: bool,
+    /// Open nothing new (the process-wide switch).
+    pub global_kill_switch: bool,
+    /// Consecutive cycles a reversal must be asked for (1 = no hysteresis).
+    pub hysteresis_cycles: u32,
+    /// Stop new entries after losing this percentage of the day's start equity.
+    pub max_daily_loss_pct: Option<Decimal>,
 }
 
 /// The facts a check needs about the asset and the account.
@@ -44,6 +56,14 @@ pub struct RiskInput {
     pub last_trade_at: Option<DateTime<Utc>>,
     /// Now.
     pub now: DateTime<Utc>,
+    /// Equity now.
+    pub equity: Decimal,
+    /// Equity at the start of the UTC day (first valuation of the day).
+    pub day_start_equity: Option<Decimal>,
+    /// How many consecutive cycles, this one included, asked for this same reversal.
+    pub reversal_streak: u32,
+    /// The exit plan recorded with the open position, if any.
+    pub exit_plan: Option<String>,
 }
 
 /// What the rules made of a decision.
@@ -108,8 +128,45 @@ pub fn check(decision: &TradeDecision, limits: &RiskLimits, input: &RiskInput) -
             ))
         };
     }
+    if limits.global_kill_switch {
+        return refuse("global kill switch is on: no new positions".into());
+    }
     if limits.kill_switch {
         return refuse("kill switch is on: no new positions".into());
+    }
+    if let (Some(pct), Some(start)) = (limits.max_daily_loss_pct, input.day_start_equity) {
+        if start > Decimal::ZERO {
+            let lost_pct = (start - input.equity) / start * Decimal::ONE_HUNDRED;
+            if lost_pct >= pct {
+                return refuse(format!(
+                    "daily loss limit: equity {} is {}% below the day's start {} (limit {pct}%); \
+                     no new positions until 00:00 UTC",
+                    input.equity.round_dp(2),
+                    lost_pct.round_dp(2),
+                    start.round_dp(2)
+                ));
+            }
+        }
+    }
+    if closes {
+        // An entry on the other side of an open position: a reversal.
+        if input.reversal_streak < limits.hysteresis_cycles {
+            return refuse(format!(
+                "hysteresis: reversing the open {} position needs the same call {} cycles in a \
+                 row ({} so far)",
+                target.opposite_name(),
+                limits.hysteresis_cycles,
+                input.reversal_streak
+            ));
+        }
+        if let Some(plan) = input.exit_plan.as_deref().filter(|p| !p.trim().is_empty()) {
+            if !declares_invalidated(decision) {
+                return refuse(format!(
+                    "the open position's exit plan is in force ({plan:?}); reversing it needs \
+                     the decision to state that the plan is invalidated (closing it is allowed)"
+                ));
+            }
+        }
     }
     if let Some(reason) = wrong_side(decision, target, input.price) {
         return refuse(reason);
@@ -156,6 +213,24 @@ pub fn check(decision: &TradeDecision, limits: &RiskLimits, input: &RiskInput) -
         decision: out,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     }
+}
+
+/// Whether the decision states that the open position's exit plan no longer holds
+/// ("invalidated", "invalidation" in its rationale or exit plan).
+pub fn declares_invalidated(d: &TradeDecision) -> bool {
+    let says = |t: &str| t.to_ascii_lowercase().contains("invalidat");
+    says(&d.rationale) || says(&d.exit_plan)
+}
+
+/// Whether `decision` would reverse an open position of side `position` (an entry on
+/// the other side, as opposed to a plain close).
+pub fn is_reversal(decision: &TradeDecision, position: Option<PositionSide>) -> bool {
+    let target = match decision.action {
+        TradeAction::Hold => return false,
+        TradeAction::Buy => PositionSide::Long,
+        TradeAction::Sell => PositionSide::Short,
+    };
+    decision.allocation_usd > Decimal::ZERO && position.is_some_and(|p| p != target)
 }
 
 fn refuse(reason: String) -> RiskVerdict {
@@ -227,12 +302,17 @@ mod tests {
             position,
             last_trade_at: None,
             now: Utc::now(),
+            equity: dec!(1000),
+            day_start_equity: Some(dec!(1000)),
+            reversal_streak: 1,
+            exit_plan: None,
         }
     }
 
     fn limits() -> RiskLimits {
         RiskLimits {
             leverage: 2,
+            hysteresis_cycles: 1,
             ..Default::default()
         }
     }
@@ -329,5 +409,59 @@ mod tests {
             ..buy(Decimal::ZERO, None, None)
         };
         assert_eq!(check(&close, &limits(), &input(None)).outcome(), "refused");
+    }
+
+    fn sell(alloc: Decimal) -> TradeDecision {
+        TradeDecision {
+            action: TradeAction::Sell,
+            ..buy(alloc, Some(dec!(90)), Some(dec!(105)))
+        }
+    }
+
+    #[test]
+    fn a_reversal_needs_the_call_repeated_and_the_plan_invalidated() {
+        let mut l = limits();
+        l.hysteresis_cycles = 2;
+        let mut i = input(Some(PositionSide::Long));
+        // First cycle asking to go short: refused by hysteresis.
+        let v = check(&sell(dec!(100)), &l, &i);
+        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("hysteresis") && reason.contains("(1 so far)")), "{v:?}");
+        // Second cycle in a row: allowed (no exit plan recorded).
+        i.reversal_streak = 2;
+        assert_eq!(check(&sell(dec!(100)), &l, &i).outcome(), "approved");
+        // With an exit plan in force the decision must say it is invalidated.
+        i.exit_plan = Some("hold until 4h close below EMA50".into());
+        let v = check(&sell(dec!(100)), &l, &i);
+        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("exit plan")), "{v:?}");
+        let mut d = sell(dec!(100));
+        d.rationale = "4h closed below EMA50: long thesis invalidated".into();
+        assert_eq!(check(&d, &l, &i).outcome(), "approved");
+        // A plain close is always allowed, whatever the streak or plan.
+        i.reversal_streak = 1;
+        assert_eq!(check(&sell(Decimal::ZERO), &l, &i).outcome(), "approved");
+        assert!(is_reversal(&sell(dec!(1)), Some(PositionSide::Long)));
+        assert!(!is_reversal(&sell(Decimal::ZERO), Some(PositionSide::Long)));
+        assert!(!is_reversal(&sell(dec!(1)), None));
+    }
+
+    #[test]
+    fn the_daily_loss_limit_and_the_global_switch_stop_entries_not_exits() {
+        let mut l = limits();
+        l.max_daily_loss_pct = Some(dec!(5));
+        let mut i = input(None);
+        i.day_start_equity = Some(dec!(1000));
+        i.equity = dec!(951);
+        assert_eq!(check(&buy(dec!(10), None, None), &l, &i).outcome(), "approved");
+        i.equity = dec!(950);
+        let v = check(&buy(dec!(10), None, None), &l, &i);
+        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("daily loss limit") && reason.contains("5.00%")), "{v:?}");
+        let mut i = input(Some(PositionSide::Long));
+        i.equity = dec!(900);
+        assert_eq!(check(&sell(Decimal::ZERO), &l, &i).outcome(), "approved");
+
+        let mut g = limits();
+        g.global_kill_switch = true;
+        let v = check(&buy(dec!(10), None, None), &g, &input(None));
+        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("global kill switch")));
     }
 }

@@ -212,6 +212,14 @@ impl fmt::Display for CycleId {
     }
 }
 
+/// 00:00 UTC of the day `t` falls in (daily limits reset there).
+pub fn utc_midnight(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map(|n| n.and_utc())
+        .unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

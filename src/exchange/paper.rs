@@ -182,6 +182,13 @@ impl PaperVenue {
         )
     }
 
+    /// Working orders (resting TP/SL), oldest first.
+    pub fn open_orders(&self) -> Vec<OrderRow> {
+        let mut out: Vec<OrderRow> = self.protection.values().flatten().cloned().collect();
+        out.sort_by_key(|o| o.created_at);
+        out
+    }
+
     /// Executes one approved decision at `price` (the snapshot's last price).
     #[allow(clippy::too_many_arguments)]
     pub fn execute(
