@@ -379,7 +379,9 @@ impl LlmClient {
     /// [`LlmError::InvalidSetting`] for a temperature outside 0..=2, zero `max_tokens`,
     /// an empty model, or a key/header value HTTP cannot carry.
     pub fn new(endpoint: LlmEndpoint) -> Result<LlmClient, LlmError> {
-        let base = validate_base_url(&endpoint.base_url)?;
+        // Someone may have pasted the key into the URL: the error must not show it.
+        let base = validate_base_url(&endpoint.base_url)
+            .map_err(|e| e.scrubbed(|text| scrub_key(&endpoint.api_key, text)))?;
         let invalid = |setting: &str, reason: &str| LlmError::InvalidSetting {
             setting: setting.to_string(),
             reason: reason.to_string(),
@@ -585,12 +587,18 @@ impl LlmClient {
 
     /// `text` with every occurrence of the API key replaced by the mask.
     fn scrub(&self, text: &str) -> String {
-        let key = self.endpoint.api_key.expose().trim();
-        if key.len() >= MIN_SCRUBBED_KEY_LEN && text.contains(key) {
-            text.replace(key, MASK)
-        } else {
-            text.to_string()
-        }
+        scrub_key(&self.endpoint.api_key, text)
+    }
+}
+
+/// `text` with every occurrence of `key` (when it has at least
+/// [`MIN_SCRUBBED_KEY_LEN`] characters) replaced by the mask.
+fn scrub_key(key: &Secret, text: &str) -> String {
+    let key = key.expose().trim();
+    if key.len() >= MIN_SCRUBBED_KEY_LEN && text.contains(key) {
+        text.replace(key, MASK)
+    } else {
+        text.to_string()
     }
 }
 
@@ -673,6 +681,8 @@ mod tests {
             LlmClient::new(ep)
         };
         assert!(with(|_| {}).is_ok());
+        let err = with(|e| e.base_url = format!("openrouter.ai/{KEY}")).unwrap_err();
+        assert!(!err.to_string().contains(KEY), "{err}");
         assert!(with(|e| e.api_key = Secret::default()).is_ok());
         for (setting, change) in [
             (
