@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod fake_llm;
 pub mod fake_venue;
 pub mod pg;
