@@ -78,6 +78,27 @@ pub fn database(
     Ok((Some(pg), url))
 }
 
+/// Checks what the configuration file alone cannot: the prompt templates of every LLM
+/// account load and its model endpoint is usable. `vibex config check` and `vibex run`
+/// both call it, so they refuse the same configurations.
+pub fn preflight(settings: &Settings) -> Result<(), Vec<String>> {
+    let problems: Vec<String> = settings
+        .accounts
+        .iter()
+        .filter(|a| crate::domain::policy::BuiltinPolicy::from_model(&a.llm_model).is_none())
+        .filter_map(|a| {
+            crate::actors::decision::ModelEngine::new(a, &settings.llm)
+                .err()
+                .map(|e| format!("account {:?}: {e}", a.id.as_str()))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 /// `vibex migrate`: applies pending migrations and reports them.
 pub fn migrate(settings: &Settings) -> Result<Vec<String>, AppError> {
     let (tel, mask) = init_logging(settings)?;

@@ -49,7 +49,7 @@ enum ConfigCommand {
 }
 
 fn load(cli: &Cli) -> Result<Settings, ExitCode> {
-    config::load(&LoadOptions {
+    let settings = config::load(&LoadOptions {
         config_file: cli.config.clone(),
         accounts_file: cli.accounts.clone(),
         dotenv_file: None,
@@ -60,7 +60,15 @@ fn load(cli: &Cli) -> Result<Settings, ExitCode> {
             eprintln!("  {problem}");
         }
         ExitCode::from(2)
-    })
+    })?;
+    vibex::app::preflight(&settings).map_err(|problems| {
+        eprintln!("error: invalid configuration:");
+        for problem in problems {
+            eprintln!("  {problem}");
+        }
+        ExitCode::from(2)
+    })?;
+    Ok(settings)
 }
 
 fn main() -> ExitCode {

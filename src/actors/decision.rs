@@ -27,7 +27,9 @@ use crate::domain::policy::BuiltinPolicy;
 use crate::domain::risk::{self, RiskLimits, RiskVerdict};
 use crate::domain::snapshot::MarketSnapshot;
 use crate::domain::types::{AccountId, Asset, CycleId, PositionSide, TradeAction};
-use crate::llm::client::{ChatMessage, ChatOutcome, LlmClient, LlmEndpoint};
+use crate::llm::client::{
+    ChatMessage, ChatOutcome, LlmClient, LlmEndpoint, StructuredOutput as ClientOutput,
+};
 use crate::llm::parse::{parse_reply, AssetDecision, ModelReply, ParseOutcome};
 use crate::llm::prompt::{
     CooldownSummary, DiarySummary, FillSummary, OrderSummary, PromptContext, PromptTemplates,
@@ -67,14 +69,20 @@ impl ModelEngine {
             model: cfg.llm_model.clone(),
             temperature: cfg.llm.temperature,
             max_tokens: cfg.llm.max_tokens,
-            structured_output: cfg.llm.structured_output,
+            structured_output: match cfg.llm.structured_output {
+                StructuredOutput::JsonSchema => ClientOutput::JsonSchema,
+                StructuredOutput::JsonObject => ClientOutput::JsonObject,
+                StructuredOutput::ToolCall => ClientOutput::ToolCall,
+                StructuredOutput::None => ClientOutput::None,
+            },
             app_url: global.app_url.clone(),
             app_title: Some(global.app_title.clone()),
             retry: Default::default(),
         })
-        .map_err(|e| format!("openrouter.base_url: {e}"))?;
+        .map_err(|e| format!("field \"openrouter.base_url\": {e}"))?;
         let templates = match &cfg.llm.prompt_dir {
-            Some(dir) => PromptTemplates::from_dir(dir).map_err(|e| e.to_string())?,
+            Some(dir) => PromptTemplates::from_dir(dir)
+                .map_err(|e| format!("field \"llm.prompt_dir\": {e}"))?,
             None => PromptTemplates::embedded(),
         };
         let schema = decision_schema(&cfg.assets);

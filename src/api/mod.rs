@@ -70,6 +70,12 @@ pub struct ListQuery {
     pub symbol: Option<String>,
     /// Only this status.
     pub status: Option<String>,
+    /// Only this asset (`BTC`; same as `symbol=BTCUSDT`).
+    pub asset: Option<String>,
+    /// Only this action (`buy`, `sell`, `hold`; decisions and diary).
+    pub action: Option<String>,
+    /// `jsonl` downloads the diary as JSON lines.
+    pub format: Option<String>,
     /// From this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Until this time (RFC 3339).
@@ -96,7 +102,14 @@ impl ListQuery {
                 "limit must be between 1 and {MAX_LIMIT}, got {limit}"
             )));
         }
-        let symbol = self.symbol.as_ref().map(|s| {
+        if let Some(a) = &self.action {
+            if !["buy", "sell", "hold"].contains(&a.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "action must be buy, sell or hold, got {a:?}"
+                )));
+            }
+        }
+        let symbol = self.symbol.as_ref().or(self.asset.as_ref()).map(|s| {
             let s = s.trim().to_ascii_uppercase();
             if s.ends_with(crate::domain::types::QUOTE) {
                 s
@@ -108,6 +121,7 @@ impl ListQuery {
             account_id: self.account_id.clone(),
             symbol,
             status: self.status.clone(),
+            action: self.action.clone(),
             since: self.since,
             until: self.until,
             limit,
@@ -157,6 +171,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/orders", web::get().to(orders))
     .route("/trades", web::get().to(trades))
     .route("/decisions", web::get().to(decisions))
+    .route("/decisions/{id}", web::get().to(decision))
+    .route("/diary", web::get().to(diary))
     .route("/market-data", web::get().to(market_data))
     .route("/ws/{channel}", web::get().to(websocket));
 }
@@ -318,8 +334,73 @@ async fn decisions(
 ) -> Result<HttpResponse, ApiError> {
     let f = q.filter(&state)?;
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_decisions(c, &f)).await?;
-    Ok(page(rows, limit))
+    let (rows, interactions) = query(&state, move |c| {
+        let rows = queries::list_decisions(c, &f)?;
+        let ids: Vec<_> = rows.iter().filter_map(|r| r.llm_interaction_id).collect();
+        Ok((rows, queries::interaction_summaries(c, &ids)?))
+    })
+    .await?;
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            let interaction = r
+                .llm_interaction_id
+                .and_then(|id| interactions.iter().find(|i| i.id == id));
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["interaction"] = json!(interaction);
+            v
+        })
+        .collect();
+    Ok(page(items, limit))
+}
+
+async fn decision(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = uuid::Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a decision id (a UUID)")))?;
+    let found = query(&state, move |c| queries::find_decision(c, id)).await?;
+    let (row, interaction) =
+        found.ok_or_else(|| ApiError::not_found(format!("no decision with id {id}")))?;
+    let mut v = serde_json::to_value(&row).unwrap_or_default();
+    v["interaction"] = json!(interaction);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn diary(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let f = q.filter(&state)?;
+    let limit = f.limit;
+    let jsonl = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("jsonl") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format must be json or jsonl, got {other:?}"
+            )))
+        }
+    };
+    let rows = query(&state, move |c| queries::list_diary(c, &f)).await?;
+    if !jsonl {
+        return Ok(page(rows, limit));
+    }
+    let mut body = String::new();
+    for r in &rows {
+        body.push_str(&serde_json::to_string(r).unwrap_or_default());
+        body.push('\n');
+    }
+    let name = q.account_id.as_deref().unwrap_or("all");
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"vibex-diary-{name}.jsonl\""),
+        ))
+        .body(body))
 }
 
 async fn market_data(

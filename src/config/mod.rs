@@ -223,6 +223,8 @@ pub enum StructuredOutput {
     JsonSchema,
     /// `response_format: json_object`, for models without schema support.
     JsonObject,
+    /// A forced `trade_decisions` tool call whose parameters are the schema.
+    ToolCall,
     /// No `response_format` at all (the prompt still asks for JSON).
     None,
 }
@@ -247,7 +249,7 @@ pub struct LlmConfig {
     /// budget from fresh data to decision).
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
-    /// `json_schema` (default), `json_object` or `none`.
+    /// `json_schema` (default), `json_object`, `tool_call` or `none`.
     pub structured_output: StructuredOutput,
     /// Daily spending limit in USD; when reached the account holds until UTC midnight.
     pub max_cost_usd_per_day: Option<Decimal>,

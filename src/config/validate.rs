@@ -548,11 +548,12 @@ fn llm(c: &mut Check<'_>, raw: RawLlm) -> LlmConfig {
         Some(v) => match v.as_str() {
             "json_schema" => StructuredOutput::JsonSchema,
             "json_object" => StructuredOutput::JsonObject,
+            "tool_call" => StructuredOutput::ToolCall,
             "none" => StructuredOutput::None,
             _ => {
                 c.fail(
                     "llm.structured_output",
-                    format!("{v:?} is not one of json_schema, json_object, none"),
+                    format!("{v:?} is not one of json_schema, json_object, tool_call, none"),
                 );
                 d.structured_output
             }

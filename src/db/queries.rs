@@ -17,6 +17,8 @@ pub struct ListFilter {
     pub symbol: Option<String>,
     /// Only rows with this status (table-specific meaning).
     pub status: Option<String>,
+    /// Only decisions with this action (`buy`, `sell`, `hold`).
+    pub action: Option<String>,
     /// Only rows at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only rows before this time.
@@ -290,6 +292,9 @@ pub fn list_decisions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Ve
     if let Some(s) = &f.status {
         q = q.filter(decisions::outcome.eq(s));
     }
+    if let Some(a) = &f.action {
+        q = q.filter(decisions::action.eq(a));
+    }
     if let Some(t) = f.since {
         q = q.filter(decisions::ts.ge(t));
     }
@@ -378,4 +383,88 @@ pub fn insert_llm_interaction(
     diesel::insert_into(llm_interactions::table)
         .values(row)
         .execute(conn)
+}
+
+/// Summary of a model interaction (list views: no prompt, no raw body).
+#[derive(Clone, Debug, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = llm_interactions, check_for_backend(diesel::pg::Pg))]
+pub struct InteractionSummary {
+    /// Row id.
+    pub id: uuid::Uuid,
+    /// Model or policy.
+    pub model: String,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<i32>,
+    /// Completion tokens.
+    pub completion_tokens: Option<i32>,
+    /// Cost, USD.
+    pub cost_usd: Option<Decimal>,
+    /// Model latency.
+    pub latency_ms: Option<i32>,
+    /// HTTP status of the last attempt.
+    pub http_status: Option<i32>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// Interaction summaries by id.
+pub fn interaction_summaries(
+    conn: &mut PgConnection,
+    ids: &[uuid::Uuid],
+) -> QueryResult<Vec<InteractionSummary>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    llm_interactions::table
+        .filter(llm_interactions::id.eq_any(ids))
+        .select(InteractionSummary::as_select())
+        .load(conn)
+}
+
+/// One decision and its full interaction (prompt, raw answer, parse and risk outcome).
+pub fn find_decision(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+) -> QueryResult<Option<(DecisionRow, Option<LlmInteractionRow>)>> {
+    let Some(d) = decisions::table
+        .filter(decisions::id.eq(id))
+        .select(DecisionRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let interaction = match d.llm_interaction_id {
+        Some(iid) => llm_interactions::table
+            .filter(llm_interactions::id.eq(iid))
+            .select(LlmInteractionRow::as_select())
+            .first(conn)
+            .optional()?,
+        None => None,
+    };
+    Ok(Some((d, interaction)))
+}
+
+/// Diary entries, newest first.
+pub fn list_diary(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<DiaryEntryRow>> {
+    let mut q = diary_entries::table
+        .select(DiaryEntryRow::as_select())
+        .into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(diary_entries::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        let asset = s.strip_suffix(crate::domain::types::QUOTE).unwrap_or(s).to_string();
+        q = q.filter(diary_entries::asset.eq(asset));
+    }
+    if let Some(a) = &f.action {
+        q = q.filter(diary_entries::action.eq(a));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(diary_entries::ts.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(diary_entries::ts.lt(t));
+    }
+    q.order(diary_entries::ts.desc()).limit(f.limit).load(conn)
 }
