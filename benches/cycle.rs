@@ -50,6 +50,8 @@ use vibex::domain::risk::{self, RiskInput, RiskLimits, RiskVerdict};
 use vibex::domain::snapshot::{MarketSnapshot, SnapshotInput};
 use vibex::domain::types::{AccountId, Asset, Candle, CycleId, Symbol, TradeAction};
 use vibex::exchange::paper::{PaperVenue, StoredPaperState};
+use vibex::llm::parse::{parse_reply, ModelReply};
+use vibex::llm::schema::decisions_document;
 
 /// Bars per timeframe the hubs fetch (5m and 4h).
 const BARS: usize = 150;
@@ -236,6 +238,7 @@ fn fresh_venue() -> PaperVenue {
 fn limits() -> RiskLimits {
     RiskLimits {
         leverage: LEVERAGE,
+        hysteresis_cycles: 2,
         ..RiskLimits::default()
     }
 }
@@ -256,10 +259,32 @@ fn decide_and_check(
         leverage: LEVERAGE,
         max_position_usd: None,
     };
+    // As the DecisionActor does: the policy's decisions go through the same parser and
+    // validation as a model's reply, then the risk rules.
     let decided = BuiltinPolicy::EmaRsi.decide(&ctx);
+    let body = decisions_document(&decided).to_string();
+    let assets: Vec<_> = snapshots.iter().map(|s| s.asset.clone()).collect();
+    let prices = snapshots
+        .iter()
+        .map(|s| (s.asset.clone(), s.last_price))
+        .collect();
+    let parsed = parse_reply(
+        &ModelReply {
+            content: Some(&body),
+            tool_arguments: None,
+            finish_reason: Some("stop"),
+        },
+        &assets,
+        &prices,
+    );
     let mut approved = Vec::new();
     for snap in snapshots {
-        let Some(decision) = decided.iter().find(|d| d.asset == snap.asset) else {
+        let Some(decision) = parsed
+            .decisions
+            .iter()
+            .find(|d| d.asset == snap.asset)
+            .map(|d| &d.decision)
+        else {
             continue;
         };
         let verdict = risk::check(
@@ -271,6 +296,10 @@ fn decide_and_check(
                 position: account.position(&snap.symbol).map(|p| p.side),
                 last_trade_at: last_trades.get(&snap.symbol).copied(),
                 now,
+                equity: account.equity,
+                day_start_equity: Some(account.equity),
+                reversal_streak: 0,
+                exit_plan: None,
             },
         );
         if let RiskVerdict::Approved { decision, .. } = verdict {

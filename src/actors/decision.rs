@@ -35,10 +35,9 @@ use crate::llm::prompt::{
     CooldownSummary, DiarySummary, FillSummary, OrderSummary, PromptContext, PromptTemplates,
     RulesSummary,
 };
-use crate::llm::schema::decision_schema;
+use crate::llm::schema::{decision_schema, decisions_document};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::json;
 use slog::{info, warn, Logger};
@@ -199,10 +198,16 @@ impl DecisionActor {
             repairs: Vec::new(),
             document: None,
             error: Some(reason.to_string()),
+            ignored: Vec::new(),
         }
     }
 
-    fn interaction(&self, cycle: CycleId, now: DateTime<Utc>, request: serde_json::Value) -> LlmInteractionRow {
+    fn interaction(
+        &self,
+        cycle: CycleId,
+        now: DateTime<Utc>,
+        request: serde_json::Value,
+    ) -> LlmInteractionRow {
         LlmInteractionRow {
             id: Uuid::now_v7(),
             ts: now,
@@ -234,9 +239,7 @@ impl DecisionActor {
             max_position_usd: self.cfg.risk.max_position_usd,
         };
         let decided = policy.decide(&ctx);
-        let document = json!({
-            "trade_decisions": decided.iter().map(decision_json).collect::<Vec<_>>()
-        });
+        let document = decisions_document(&decided);
         let body = document.to_string();
         let parsed = parse_reply(
             &ModelReply {
@@ -280,9 +283,24 @@ impl DecisionActor {
             model: self.cfg.llm_model.clone(),
             snapshots: msg.snapshots.clone(),
             account: msg.view.account.clone(),
-            open_orders: msg.view.open_orders.iter().map(OrderSummary::from).collect(),
-            recent_fills: msg.view.recent_fills.iter().map(FillSummary::from).collect(),
-            diary: msg.view.recent_diary.iter().map(DiarySummary::from).collect(),
+            open_orders: msg
+                .view
+                .open_orders
+                .iter()
+                .map(OrderSummary::from)
+                .collect(),
+            recent_fills: msg
+                .view
+                .recent_fills
+                .iter()
+                .map(FillSummary::from)
+                .collect(),
+            diary: msg
+                .view
+                .recent_diary
+                .iter()
+                .map(DiarySummary::from)
+                .collect(),
             cooldowns,
             rules: RulesSummary {
                 leverage: self.cfg.leverage,
@@ -392,7 +410,9 @@ impl DecisionActor {
             parsed,
             mut interaction,
         } = answer;
-        let log = self.log.new(slog::o!("cycle_id" => msg.cycle_id.to_string()));
+        let log = self
+            .log
+            .new(slog::o!("cycle_id" => msg.cycle_id.to_string()));
         let mut rows = Vec::new();
         let mut approved = Vec::new();
         let mut verdicts = Vec::new();
@@ -502,6 +522,10 @@ impl DecisionActor {
             }
         }
         let total = started.elapsed();
+        info!(log, "cycle decided"; "total_ms" => total.as_secs_f64() * 1000.0,
+            "model_ms" => model_time.as_secs_f64() * 1000.0,
+            "overhead_ms" => total.saturating_sub(model_time).as_secs_f64() * 1000.0,
+            "approved" => approved.len());
         interaction.parsed = serde_json::to_value(&parsed).ok();
         interaction.outcome = Some(json!({
             "decisions": verdicts,
@@ -537,20 +561,6 @@ impl DecisionActor {
     }
 }
 
-/// A builtin decision as the schema's JSON (numbers, not decimal strings).
-fn decision_json(d: &TradeDecision) -> serde_json::Value {
-    let num = |x: Decimal| x.to_f64().map(serde_json::Value::from).unwrap_or_default();
-    json!({
-        "asset": d.asset,
-        "action": d.action,
-        "allocation_usd": num(d.allocation_usd),
-        "tp_price": d.tp_price.map(num),
-        "sl_price": d.sl_price.map(num),
-        "exit_plan": d.exit_plan,
-        "rationale": d.rationale,
-    })
-}
-
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
@@ -571,11 +581,7 @@ impl Handler<Decide> for DecisionActor {
             return Box::pin(fut::ready(approved));
         }
         // Gates: no call while the budget is spent or the breaker is open.
-        if let Err(reason) = self
-            .budget
-            .check(now)
-            .and_then(|_| self.breaker.allow(now))
-        {
+        if let Err(reason) = self.budget.check(now).and_then(|_| self.breaker.allow(now)) {
             if self.holding.as_deref() != Some(reason.as_str()) {
                 warn!(self.log, "not calling the model; holding"; "reason" => &reason);
             }

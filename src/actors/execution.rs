@@ -12,19 +12,19 @@ use crate::actors::messages::*;
 use crate::actors::recorder::{
     RecordEquity, RecordExecution, Recorder, StoredAccount, RECENT_HISTORY,
 };
-use crate::db::models::{DiaryEntryRow, FillRow};
-use crate::domain::types::utc_midnight;
-use chrono::DateTime;
-use rust_decimal::Decimal;
-use std::collections::VecDeque;
 use crate::config::{AccountConfig, TradingMode};
+use crate::db::models::{DiaryEntryRow, FillRow};
 use crate::db::queries::ExecutionBatch;
+use crate::domain::types::utc_midnight;
 use crate::domain::types::CycleId;
 use crate::exchange::paper::{PaperVenue, StoredPaperState};
 use actix::prelude::*;
+use chrono::DateTime;
 use chrono::Utc;
+use rust_decimal::Decimal;
 use serde_json::json;
 use slog::{info, Logger};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// The order executor of one account.

@@ -9,7 +9,7 @@
 
 use crate::db::models::*;
 use crate::db::queries::{self, ExecutionBatch};
-use crate::db::DbPool;
+use crate::db::{pg_text, DbPool};
 use crate::domain::types::AccountId;
 use actix::prelude::*;
 use diesel::PgConnection;
@@ -172,7 +172,13 @@ impl Handler<RecordSnapshot> for Recorder {
 
 impl Handler<RecordDecisions> for Recorder {
     type Result = ();
-    fn handle(&mut self, msg: RecordDecisions, _: &mut Self::Context) {
+    fn handle(&mut self, mut msg: RecordDecisions, _: &mut Self::Context) {
+        for d in &mut msg.0 {
+            pg_text::clean(&mut d.exit_plan);
+            pg_text::clean(&mut d.rationale);
+            pg_text::clean_opt(&mut d.refusal_reason);
+            pg_text::clean_opt(&mut d.risk_note);
+        }
         self.write(
             "decisions",
             || serde_json::json!(msg.0),
@@ -184,7 +190,18 @@ impl Handler<RecordDecisions> for Recorder {
 impl Handler<RecordExecution> for Recorder {
     type Result = ();
     fn handle(&mut self, msg: RecordExecution, _: &mut Self::Context) {
-        let batch = msg.0;
+        let mut batch = msg.0;
+        for d in &mut batch.diary {
+            pg_text::clean_opt(&mut d.exit_plan);
+            pg_text::clean_opt(&mut d.rationale);
+            pg_text::clean_json_opt(&mut d.order_result);
+        }
+        for p in &mut batch.positions {
+            pg_text::clean(&mut p.exit_plan);
+        }
+        for o in &mut batch.orders {
+            pg_text::clean_opt(&mut o.reject_reason);
+        }
         self.write(
             "execution",
             || {
@@ -202,7 +219,13 @@ impl Handler<RecordExecution> for Recorder {
 
 impl Handler<RecordInteraction> for Recorder {
     type Result = ();
-    fn handle(&mut self, msg: RecordInteraction, _: &mut Self::Context) {
+    fn handle(&mut self, mut msg: RecordInteraction, _: &mut Self::Context) {
+        let row = &mut msg.0;
+        pg_text::clean_json(&mut row.request);
+        pg_text::clean_opt(&mut row.response_body);
+        pg_text::clean_json_opt(&mut row.parsed);
+        pg_text::clean_json_opt(&mut row.outcome);
+        pg_text::clean_opt(&mut row.error);
         self.write(
             "llm interaction",
             || serde_json::json!(msg.0),

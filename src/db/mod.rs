@@ -68,3 +68,50 @@ fn scrub_url(text: &str, url: &str) -> String {
         text.replace(url, "postgres://***")
     }
 }
+
+/// PostgreSQL cannot store NUL characters in `TEXT` or `JSONB` (`\u0000`): text that
+/// comes from outside (a model's reply, a venue's error) is stored with each NUL
+/// replaced by U+FFFD, so a stray NUL never makes a write fail.
+pub mod pg_text {
+    /// Replaces NUL characters in place.
+    pub fn clean(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+
+    /// [`clean`] on an optional text.
+    pub fn clean_opt(s: &mut Option<String>) {
+        if let Some(s) = s.as_mut() {
+            clean(s);
+        }
+    }
+
+    /// [`clean`] on every string and key of a JSON value.
+    pub fn clean_json(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => clean(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean_json),
+            serde_json::Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    let old = std::mem::take(map);
+                    for (mut k, mut val) in old {
+                        clean(&mut k);
+                        clean_json(&mut val);
+                        map.insert(k, val);
+                    }
+                } else {
+                    map.values_mut().for_each(clean_json);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// [`clean_json`] on an optional value.
+    pub fn clean_json_opt(v: &mut Option<serde_json::Value>) {
+        if let Some(v) = v.as_mut() {
+            clean_json(v);
+        }
+    }
+}

@@ -454,7 +454,10 @@ pub fn list_diary(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<Di
         q = q.filter(diary_entries::account_id.eq(a));
     }
     if let Some(s) = &f.symbol {
-        let asset = s.strip_suffix(crate::domain::types::QUOTE).unwrap_or(s).to_string();
+        let asset = s
+            .strip_suffix(crate::domain::types::QUOTE)
+            .unwrap_or(s)
+            .to_string();
         q = q.filter(diary_entries::asset.eq(asset));
     }
     if let Some(a) = &f.action {

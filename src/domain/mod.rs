@@ -2,6 +2,8 @@
 
 /// Decisions and the account view they are made on.
 pub mod decision;
+/// Circuit breaker and daily budget in front of model calls.
+pub mod guard;
 /// TA-Lib-compatible indicators (EMA, MACD, RSI, ATR, Bollinger).
 pub mod indicators;
 /// Symbol trading rules (tick size, step size, min notional) and rounding.
@@ -18,5 +20,3 @@ pub mod risk;
 pub mod snapshot;
 /// Accounts, assets, symbols, sides, candles, cycle ids.
 pub mod types;
-/// Circuit breaker and daily budget in front of model calls.
-pub mod guard;

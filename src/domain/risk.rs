@@ -425,14 +425,20 @@ mod tests {
         let mut i = input(Some(PositionSide::Long));
         // First cycle asking to go short: refused by hysteresis.
         let v = check(&sell(dec!(100)), &l, &i);
-        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("hysteresis") && reason.contains("(1 so far)")), "{v:?}");
+        assert!(
+            matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("hysteresis") && reason.contains("(1 so far)")),
+            "{v:?}"
+        );
         // Second cycle in a row: allowed (no exit plan recorded).
         i.reversal_streak = 2;
         assert_eq!(check(&sell(dec!(100)), &l, &i).outcome(), "approved");
         // With an exit plan in force the decision must say it is invalidated.
         i.exit_plan = Some("hold until 4h close below EMA50".into());
         let v = check(&sell(dec!(100)), &l, &i);
-        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("exit plan")), "{v:?}");
+        assert!(
+            matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("exit plan")),
+            "{v:?}"
+        );
         let mut d = sell(dec!(100));
         d.rationale = "4h closed below EMA50: long thesis invalidated".into();
         assert_eq!(check(&d, &l, &i).outcome(), "approved");
@@ -451,10 +457,16 @@ mod tests {
         let mut i = input(None);
         i.day_start_equity = Some(dec!(1000));
         i.equity = dec!(951);
-        assert_eq!(check(&buy(dec!(10), None, None), &l, &i).outcome(), "approved");
+        assert_eq!(
+            check(&buy(dec!(10), None, None), &l, &i).outcome(),
+            "approved"
+        );
         i.equity = dec!(950);
         let v = check(&buy(dec!(10), None, None), &l, &i);
-        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("daily loss limit") && reason.contains("5.00%")), "{v:?}");
+        assert!(
+            matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("daily loss limit") && reason.contains("5.00%")),
+            "{v:?}"
+        );
         let mut i = input(Some(PositionSide::Long));
         i.equity = dec!(900);
         assert_eq!(check(&sell(Decimal::ZERO), &l, &i).outcome(), "approved");
@@ -462,6 +474,8 @@ mod tests {
         let mut g = limits();
         g.global_kill_switch = true;
         let v = check(&buy(dec!(10), None, None), &g, &input(None));
-        assert!(matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("global kill switch")));
+        assert!(
+            matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("global kill switch"))
+        );
     }
 }

@@ -51,6 +51,24 @@ pub fn decision_schema(assets: &[Asset]) -> Value {
     })
 }
 
+/// Decisions rendered as the document a model returns (`{"trade_decisions": [...]}`,
+/// numbers as JSON numbers): builtin policies go through the same parser as models.
+pub fn decisions_document(decisions: &[crate::domain::decision::TradeDecision]) -> Value {
+    use rust_decimal::prelude::ToPrimitive;
+    let num = |x: rust_decimal::Decimal| x.to_f64().map(Value::from).unwrap_or_default();
+    serde_json::json!({
+        "trade_decisions": decisions.iter().map(|d| serde_json::json!({
+            "asset": d.asset,
+            "action": d.action,
+            "allocation_usd": num(d.allocation_usd),
+            "tp_price": d.tp_price.map(num),
+            "sl_price": d.sl_price.map(num),
+            "exit_plan": d.exit_plan,
+            "rationale": d.rationale,
+        })).collect::<Vec<_>>()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
