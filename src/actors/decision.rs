@@ -327,10 +327,14 @@ impl DecisionActor {
             DecisionSource::Builtin(_) => None,
         };
         self.calls += 1;
-        let failed = outcome.error.is_some();
-        if failed {
+        if outcome.error.is_some() {
             self.failed_calls += 1;
         }
+        // A deadline spent before the model was even asked says nothing about it.
+        let failed = outcome
+            .error
+            .as_ref()
+            .is_some_and(|e| e.counts_as_failure());
         self.breaker.record(!failed, Utc::now());
         let usage = outcome.usage.clone();
         let cost = usage.as_ref().and_then(|u| {
