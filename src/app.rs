@@ -115,7 +115,7 @@ fn account_row(cfg: &AccountConfig) -> AccountRow {
     let now = Utc::now();
     AccountRow {
         id: cfg.id.to_string(),
-        mode: format!("{:?}", cfg.mode).to_lowercase(),
+        mode: cfg.mode.as_str().to_string(),
         venue_base_url: cfg.asterdex.base_url.clone(),
         llm_model: cfg.llm_model.clone(),
         assets: cfg.assets.iter().map(|a| a.to_string()).collect(),

@@ -126,7 +126,7 @@ fn main() -> ExitCode {
                         settings
                             .accounts
                             .iter()
-                            .map(|a| format!("{} {}", a.id, format!("{:?}", a.mode).to_lowercase()))
+                            .map(|a| format!("{} {}", a.id, a.mode.as_str()))
                             .collect::<Vec<_>>()
                             .join(", ")
                     );

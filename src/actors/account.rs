@@ -321,7 +321,7 @@ impl Actor for Account {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.started_at = Some(Utc::now());
-        info!(self.log, "account starting"; "mode" => format!("{:?}", self.cfg.mode),
+        info!(self.log, "account starting"; "mode" => self.cfg.mode.as_str(),
             "llm_model" => &self.cfg.llm_model, "interval" => &self.cfg.interval.label,
             "restarts" => self.restarts);
         let load = self.recorder.send(LoadAccount(self.cfg.id.clone()));
@@ -416,7 +416,7 @@ impl Handler<GetAccountStatus> for Account {
         let mut status = AccountStatus {
             account_id: self.cfg.id.clone(),
             state: self.state.to_string(),
-            mode: format!("{:?}", self.cfg.mode).to_lowercase(),
+            mode: self.cfg.mode.as_str().to_string(),
             llm_model: self.cfg.llm_model.clone(),
             interval: self.cfg.interval.label.clone(),
             cycles_completed: self.cycles_completed,

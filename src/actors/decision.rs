@@ -526,9 +526,10 @@ impl DecisionActor {
             }
         }
         let total = started.elapsed();
-        info!(log, "cycle decided"; "total_ms" => total.as_secs_f64() * 1000.0,
-            "model_ms" => model_time.as_secs_f64() * 1000.0,
-            "overhead_ms" => total.saturating_sub(model_time).as_secs_f64() * 1000.0,
+        let ms = |d: Duration| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        info!(log, "cycle decided"; "total_ms" => ms(total),
+            "model_ms" => ms(model_time),
+            "overhead_ms" => ms(total.saturating_sub(model_time)),
             "approved" => approved.len());
         interaction.parsed = serde_json::to_value(&parsed).ok();
         interaction.outcome = Some(json!({

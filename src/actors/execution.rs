@@ -75,7 +75,7 @@ impl ExecutionActor {
         };
         let mut actor = actor;
         let (view, _) = actor.venue.view();
-        info!(actor.log, "paper account resumed";
+        info!(actor.log, "paper account loaded";
             "wallet_balance" => view.wallet_balance.to_string(),
             "open_positions" => view.positions.len());
         actor.commit(corrections, None);

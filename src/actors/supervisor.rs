@@ -237,7 +237,7 @@ impl Supervisor {
             } else {
                 "stopped".into()
             },
-            mode: format!("{:?}", slot.cfg.mode).to_lowercase(),
+            mode: slot.cfg.mode.as_str().to_string(),
             llm_model: slot.cfg.llm_model.clone(),
             interval: slot.cfg.interval.label.clone(),
             cycles_completed: 0,

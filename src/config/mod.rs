@@ -177,6 +177,16 @@ pub enum TradingMode {
     Live,
 }
 
+impl TradingMode {
+    /// `paper` or `live`, as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingMode::Paper => "paper",
+            TradingMode::Live => "live",
+        }
+    }
+}
+
 /// A cycle cadence: one of the original labels (1m 3m 5m 15m 1h 4h 1d) or any duration
 /// down to one second (`1s`, `30s`, `2h`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
