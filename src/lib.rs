@@ -11,6 +11,8 @@ pub mod actors;
 pub mod api;
 /// Wiring of `vibex run` / `vibex migrate`: logging, database, actors, HTTP, shutdown.
 pub mod app;
+/// Exponential backoff with full jitter for every retrying client.
+pub mod backoff;
 /// Cores of the CLI subcommands (e.g. `vibex indicators --csv FILE`), testable without a process.
 pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.

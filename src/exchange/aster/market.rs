@@ -22,7 +22,6 @@ use crate::domain::instrument::SymbolRules;
 use crate::domain::types::{Candle, Symbol};
 use crate::exchange::error::VenueError;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use reqwest::header::HeaderMap;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
@@ -82,16 +81,12 @@ impl RetryPolicy {
     /// The longest wait before retry number `retry` (0 for the first retry):
     /// `min(max_delay, base_delay * 2^retry)`.
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+        crate::backoff::ceiling(self.base_delay, self.max_delay, retry)
     }
 
-    /// A random wait in `[0, backoff_ceiling(retry)]` ("full jitter"), so many clients
-    /// failing together do not retry together.
+    /// A random wait in `[0, backoff_ceiling(retry)]` ("full jitter").
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.backoff_ceiling(retry);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+        crate::backoff::full_jitter(self.base_delay, self.max_delay, retry)
     }
 }
 

@@ -37,7 +37,6 @@ mod wire;
 pub use error::LlmError;
 
 use crate::secret::{Secret, MASK};
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
@@ -112,16 +111,12 @@ impl LlmRetryPolicy {
     /// The longest wait before retry number `retry` (0 for the first retry):
     /// `min(max_delay, base_delay * 2^retry)`.
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+        crate::backoff::ceiling(self.base_delay, self.max_delay, retry)
     }
 
-    /// A random wait in `[0, backoff_ceiling(retry)]` ("full jitter"), so accounts
-    /// failing together do not retry together.
+    /// A random wait in `[0, backoff_ceiling(retry)]` ("full jitter").
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.backoff_ceiling(retry);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::rng().random_range(0..=millis))
+        crate::backoff::full_jitter(self.base_delay, self.max_delay, retry)
     }
 }
 
