@@ -49,6 +49,8 @@
 mod fake_llm;
 #[path = "../tests/common/fake_venue.rs"]
 mod fake_venue;
+#[path = "../tests/common/loopback.rs"]
+mod loopback;
 #[path = "support/mod.rs"]
 mod support;
 use support::*;
@@ -212,10 +214,7 @@ struct Run {
     interactions: BTreeMap<String, usize>,
     sigterm_exit: Option<Duration>,
     exit_status: String,
-    errors_log: Vec<(String, usize)>,
-    errors_log_lines: usize,
-    warnings: Vec<(String, usize)>,
-    warning_lines: usize,
+    logs: LogScan,
     dir: Option<PathBuf>,
 }
 
@@ -398,87 +397,35 @@ fn sanity_check(run: &mut Run, addr: &str, benches: &[Bench]) {
 // ---- logs -----------------------------------------------------------------------------
 
 fn read_logs(run: &mut Run, dir: &Path) {
-    let mut errors: HashMap<String, usize> = HashMap::new();
-    let mut warnings: HashMap<String, usize> = HashMap::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("logs"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    // `app.log` sorts first: the SIGTERM time is known before the other files are read.
-    files.sort();
-    let mut sigterm_at: Option<String> = None;
-    for path in files {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let is_errors = name.starts_with("errors.log");
-        let is_llm = name.starts_with("llm.log");
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
-            let msg = field("msg");
-            if msg == "SIGTERM received" {
-                sigterm_at = Some(field("ts").to_string());
-            }
-            let mut detail = msg.to_string();
-            if let Some(what) = v.get("what").and_then(Value::as_str) {
-                let _ = write!(detail, " [{what}]");
-            }
-            if let Some(d) = ["error", "reason", "refusal"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(Value::as_str))
-            {
-                let _ = write!(detail, ": {d}");
-            }
-            let mut detail = shorten(&detail);
-            // Same RFC 3339 format in every file: text order is time order.
-            if sigterm_at.as_deref().is_some_and(|t| field("ts") >= t) {
-                detail.push_str(" (after SIGTERM)");
-            }
-            if is_errors {
-                run.errors_log_lines += 1;
-                *errors.entry(detail).or_default() += 1;
-                continue;
-            }
-            if field("level") == "WARNING" {
-                run.warning_lines += 1;
-                *warnings.entry(detail).or_default() += 1;
-            }
-            if !is_llm {
-                continue;
-            }
-            if msg == "cycle decided" {
-                let ms = |k: &str| v.get(k).and_then(Value::as_f64);
-                if let (Some(total_ms), Some(model_ms), Some(overhead_ms)) =
-                    (ms("total_ms"), ms("model_ms"), ms("overhead_ms"))
-                {
-                    run.cycles.push(Cycle {
-                        ts: field("ts").to_string(),
-                        account: field("account_id").to_string(),
-                        total_ms,
-                        model_ms,
-                        overhead_ms,
-                    });
-                }
-            } else if msg.contains("model") {
-                *run.llm_msgs.entry(msg.to_string()).or_default() += 1;
-            }
+    let mut cycles = Vec::new();
+    let mut llm_msgs = BTreeMap::new();
+    run.logs = scan_logs(dir, 10, |name, v| {
+        if !name.starts_with("llm.log") {
+            return;
         }
-    }
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        let msg = field("msg");
+        if msg == "cycle decided" {
+            let ms = |k: &str| v.get(k).and_then(Value::as_f64);
+            if let (Some(total_ms), Some(model_ms), Some(overhead_ms)) =
+                (ms("total_ms"), ms("model_ms"), ms("overhead_ms"))
+            {
+                cycles.push(Cycle {
+                    ts: field("ts").to_string(),
+                    account: field("account_id").to_string(),
+                    total_ms,
+                    model_ms,
+                    overhead_ms,
+                });
+            }
+        } else if msg.contains("model") {
+            *llm_msgs.entry(msg.to_string()).or_default() += 1;
+        }
+    });
     // Backups (`llm.log.1`, ...) sort after the live file: time order again.
-    run.cycles.sort_by(|a, b| a.ts.cmp(&b.ts));
-    let top = |m: HashMap<String, usize>| {
-        let mut v: Vec<(String, usize)> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(10);
-        v
-    };
-    run.errors_log = top(errors);
-    run.warnings = top(warnings);
+    cycles.sort_by(|a, b| a.ts.cmp(&b.ts));
+    run.cycles = cycles;
+    run.llm_msgs = llm_msgs;
 }
 
 // ---- report ---------------------------------------------------------------------------
@@ -699,12 +646,12 @@ fn report(run: &Run, benches: &[Bench], llm: &FakeLlm) {
         }
     }
     println!("  llm.log model messages: {:?}", run.llm_msgs);
-    println!("  logs/errors.log: {} lines", run.errors_log_lines);
-    for (msg, count) in &run.errors_log {
+    println!("  logs/errors.log: {} lines", run.logs.error_lines);
+    for (msg, count) in &run.logs.errors {
         println!("    {count:>6} × {msg}");
     }
-    println!("  WARNING lines (other logs): {}", run.warning_lines);
-    for (msg, count) in &run.warnings {
+    println!("  WARNING lines (other logs): {}", run.logs.warning_lines);
+    for (msg, count) in &run.logs.warnings {
         println!("    {count:>6} × {msg}");
     }
     if let Some(dir) = &run.dir {

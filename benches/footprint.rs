@@ -31,6 +31,8 @@
 
 #[path = "../tests/common/fake_venue.rs"]
 mod fake_venue;
+#[path = "../tests/common/loopback.rs"]
+mod loopback;
 #[path = "support/mod.rs"]
 mod support;
 use support::*;
@@ -137,9 +139,7 @@ struct Run {
     sigterm_exit: Option<Duration>,
     exit_status: String,
     pg_left: usize,
-    errors_log: Vec<(String, usize)>,
-    errors_log_lines: usize,
-    warnings: Vec<(String, usize)>,
+    logs: LogScan,
     dir: Option<PathBuf>,
 }
 
@@ -405,70 +405,15 @@ fn sample_tree(root: u32, t: f64) -> (Sample, Vec<u32>) {
 // ---- logs -----------------------------------------------------------------------------
 
 fn read_logs(run: &mut Run, dir: &Path) {
-    let logs = dir.join("logs");
-    let mut errors: HashMap<String, usize> = HashMap::new();
-    let mut warnings: HashMap<String, usize> = HashMap::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&logs)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    // `app.log` sorts first: the SIGTERM time is known before the other files are read.
-    files.sort();
-    let mut sigterm_at: Option<String> = None;
-    for path in files {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let is_errors = name.starts_with("errors.log");
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
-            let msg = field("msg");
-            if msg == "SIGTERM received" {
-                sigterm_at = Some(field("ts").to_string());
-            }
-            let mut detail = msg.to_string();
-            if let Some(what) = v.get("what").and_then(Value::as_str) {
-                let _ = write!(detail, " [{what}]");
-            }
-            if let Some(d) = ["error", "reason"]
-                .iter()
-                .find_map(|k| v.get(*k).and_then(Value::as_str))
-            {
-                let _ = write!(detail, ": {d}");
-            }
-            let mut detail = shorten(&detail);
-            // Same RFC 3339 format in every file: text order is time order.
-            if sigterm_at.as_deref().is_some_and(|t| field("ts") >= t) {
-                detail.push_str(" (after SIGTERM)");
-            }
-            if is_errors {
-                run.errors_log_lines += 1;
-                *errors.entry(detail).or_default() += 1;
-                continue;
-            }
-            if field("level") == "WARNING" {
-                *warnings.entry(detail).or_default() += 1;
-            }
-            if msg == "cycle completed" {
-                if let Some(ms) = v.get("duration_ms").and_then(Value::as_f64) {
-                    run.logged_durations.push(ms);
-                }
+    let mut durations = Vec::new();
+    run.logs = scan_logs(dir, 8, |_, v| {
+        if v.get("msg").and_then(Value::as_str) == Some("cycle completed") {
+            if let Some(ms) = v.get("duration_ms").and_then(Value::as_f64) {
+                durations.push(ms);
             }
         }
-    }
-    let top = |m: HashMap<String, usize>| {
-        let mut v: Vec<(String, usize)> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(8);
-        v
-    };
-    run.errors_log = top(errors);
-    run.warnings = top(warnings);
+    });
+    run.logged_durations = durations;
 }
 
 // ---- report ---------------------------------------------------------------------------
@@ -585,15 +530,12 @@ impl Run {
         if !self.last_errors.is_empty() {
             println!("   accounts' last_error at the end: {:?}", self.last_errors);
         }
-        println!("   logs/errors.log: {} lines", self.errors_log_lines);
-        for (msg, count) in &self.errors_log {
+        println!("   logs/errors.log: {} lines", self.logs.error_lines);
+        for (msg, count) in &self.logs.errors {
             println!("     {count:>6} × {msg}");
         }
-        println!(
-            "   WARNING lines (other logs): {}",
-            self.warnings.iter().map(|w| w.1).sum::<usize>()
-        );
-        for (msg, count) in &self.warnings {
+        println!("   WARNING lines (other logs): {}", self.logs.warning_lines);
+        for (msg, count) in &self.logs.warnings {
             println!("     {count:>6} × {msg}");
         }
         if let Some(dir) = &self.dir {

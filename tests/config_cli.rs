@@ -11,19 +11,7 @@ use std::process::{Command, Output};
 fn vibex(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
     cmd.args(args).current_dir(dir);
-    for var in [
-        "ASTERDEX_API_KEY",
-        "ASTERDEX_API_SECRET",
-        "OPENROUTER_API_KEY",
-        "LLM_MODEL",
-        "ASSETS",
-        "INTERVAL",
-        "MULTI_ACCOUNT_MODE",
-        "ACCOUNT_IDS",
-        "DATABASE_URL",
-        "API_PORT",
-        "API_HOST",
-    ] {
+    for var in common::process::AMBIENT {
         cmd.env_remove(var);
     }
     for (k, v) in env {

@@ -10,29 +10,9 @@ use std::time::{Duration, Instant};
 
 /// Environment variables of the caller's shell that would change the daemon's
 /// configuration; removed so the accounts file alone decides.
-pub const AMBIENT: &[&str] = &[
-    "ASTERDEX_API_KEY",
-    "ASTERDEX_API_SECRET",
-    "OPENROUTER_API_KEY",
-    "LLM_MODEL",
-    "ASSETS",
-    "INTERVAL",
-    "MULTI_ACCOUNT_MODE",
-    "ACCOUNT_IDS",
-    "DATABASE_URL",
-    "API_HOST",
-    "API_PORT",
-    "VIBEX_LOG_DIR",
-    "VIBEX_DATA_DIR",
-    "VIBEX_LOG_LEVEL",
-];
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on loopback")
-}
+#[path = "../../tests/common/process.rs"]
+mod process;
+pub use process::{free_port, AMBIENT};
 
 pub fn wait_healthy(child: &mut Child, addr: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
@@ -136,4 +116,93 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// What the daemon's log files say beyond the figures: errors and warnings, grouped.
+#[derive(Debug, Default)]
+pub struct LogScan {
+    /// Lines of `errors.log`.
+    pub error_lines: usize,
+    /// The most frequent `errors.log` messages with their counts.
+    pub errors: Vec<(String, usize)>,
+    /// WARNING lines in the other files.
+    pub warning_lines: usize,
+    /// The most frequent warnings with their counts.
+    pub warnings: Vec<(String, usize)>,
+}
+
+/// Reads every JSON line of `<dir>/logs/*`, groups errors and warnings (message, the
+/// `what`/`error`/`reason`/`refusal` field, "(after SIGTERM)" when logged after it),
+/// and hands every line outside `errors.log` to `each(file name, line)` for the
+/// benchmark's own figures.
+pub fn scan_logs(
+    dir: &Path,
+    keep: usize,
+    mut each: impl FnMut(&str, &serde_json::Value),
+) -> LogScan {
+    use serde_json::Value;
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
+    let mut scan = LogScan::default();
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    let mut warnings: HashMap<String, usize> = HashMap::new();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("logs"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    // `app.log` sorts first: the SIGTERM time is known before the other files are read.
+    files.sort();
+    let mut sigterm_at: Option<String> = None;
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let is_errors = name.starts_with("errors.log");
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+            let msg = field("msg");
+            if msg == "SIGTERM received" {
+                sigterm_at = Some(field("ts").to_string());
+            }
+            let mut detail = msg.to_string();
+            if let Some(what) = v.get("what").and_then(Value::as_str) {
+                let _ = write!(detail, " [{what}]");
+            }
+            if let Some(d) = ["error", "reason", "refusal"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str))
+            {
+                let _ = write!(detail, ": {d}");
+            }
+            let mut detail = shorten(&detail);
+            // Same RFC 3339 format in every file: text order is time order.
+            if sigterm_at.as_deref().is_some_and(|t| field("ts") >= t) {
+                detail.push_str(" (after SIGTERM)");
+            }
+            if is_errors {
+                scan.error_lines += 1;
+                *errors.entry(detail).or_default() += 1;
+                continue;
+            }
+            if field("level") == "WARNING" {
+                scan.warning_lines += 1;
+                *warnings.entry(detail).or_default() += 1;
+            }
+            each(&name, &v);
+        }
+    }
+    let top = |m: HashMap<String, usize>| {
+        let mut v: Vec<(String, usize)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(keep);
+        v
+    };
+    scan.errors = top(errors);
+    scan.warnings = top(warnings);
+    scan
 }

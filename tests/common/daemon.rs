@@ -17,31 +17,7 @@ pub struct Daemon {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// Environment variables of the developer's shell that would change the configuration.
-const AMBIENT: &[&str] = &[
-    "ASTERDEX_API_KEY",
-    "ASTERDEX_API_SECRET",
-    "OPENROUTER_API_KEY",
-    "LLM_MODEL",
-    "ASSETS",
-    "INTERVAL",
-    "MULTI_ACCOUNT_MODE",
-    "ACCOUNT_IDS",
-    "DATABASE_URL",
-    "API_HOST",
-    "API_PORT",
-    "VIBEX_LOG_DIR",
-    "VIBEX_DATA_DIR",
-    "VIBEX_LOG_LEVEL",
-];
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use super::process::{free_port, AMBIENT};
 
 impl Daemon {
     /// Starts `vibex run` with `accounts_yaml` in a fresh directory. `database_url` of

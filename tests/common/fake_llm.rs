@@ -28,13 +28,13 @@
 // Each test binary uses a different part of this support module.
 #![allow(dead_code)]
 
-use actix_web::dev::ServerHandle;
+use super::loopback::LoopbackServer;
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The path prefix the fake serves under, like OpenRouter's.
@@ -472,8 +472,7 @@ async fn chat(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> 
 pub struct FakeLlm {
     base_url: String,
     shared: Arc<Shared>,
-    server: Option<ServerHandle>,
-    stopped: mpsc::Receiver<()>,
+    server: LoopbackServer,
 }
 
 impl FakeLlm {
@@ -484,52 +483,16 @@ impl FakeLlm {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
         });
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (stopped_tx, stopped_rx) = mpsc::channel();
         let app_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("fake-llm".into())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                system.block_on(async move {
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(web::Data::from(Arc::clone(&app_shared)))
-                            .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                            .default_service(web::to(chat))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind(("127.0.0.1", 0));
-                    let server = match bound {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let addr = server.addrs().first().copied();
-                    let running = server.run();
-                    let _ = ready_tx.send(match addr {
-                        Some(addr) => Ok((addr, running.handle())),
-                        None => Err("no address bound".to_string()),
-                    });
-                    let _ = running.await;
-                });
-                let _ = stopped_tx.send(());
-            })
-            .unwrap_or_else(|e| panic!("fake llm thread: {e}"));
-        let (addr, handle) = match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(ready)) => ready,
-            Ok(Err(e)) => panic!("fake llm could not start: {e}"),
-            Err(e) => panic!("fake llm did not start: {e}"),
-        };
+        let server = LoopbackServer::start("fake-llm", move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::from(Arc::clone(&app_shared)))
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .default_service(web::to(chat));
+        });
         FakeLlm {
-            base_url: format!("http://{addr}{API_PREFIX}"),
+            base_url: format!("http://{}{API_PREFIX}", server.addr),
             shared,
-            server: Some(handle),
-            stopped: stopped_rx,
+            server,
         }
     }
 
@@ -598,16 +561,5 @@ impl FakeLlm {
     /// Forgets the recorded requests (scripts, keys and costs stay).
     pub fn clear(&self) {
         self.shared.state().requests.clear();
-    }
-}
-
-impl Drop for FakeLlm {
-    fn drop(&mut self) {
-        if let Some(handle) = self.server.take() {
-            // The stop command is sent when `stop` is called; its future only waits
-            // for completion, which the thread's exit signals below.
-            drop(handle.stop(false));
-        }
-        let _ = self.stopped.recv_timeout(Duration::from_secs(5));
     }
 }

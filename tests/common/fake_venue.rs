@@ -38,16 +38,16 @@
 // Each test binary uses a different part of this support module.
 #![allow(dead_code)]
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use super::loopback::LoopbackServer;
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The real EUR/USD hourly bars every symbol's prices are shaped after.
 const DATA: &str = include_str!("../data/eurusd-1h.csv");
@@ -881,8 +881,7 @@ async fn handle(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
 pub struct FakeVenue {
     base_url: String,
     shared: Arc<Shared>,
-    server: Option<ServerHandle>,
-    stopped: mpsc::Receiver<()>,
+    server: LoopbackServer,
 }
 
 impl FakeVenue {
@@ -894,51 +893,15 @@ impl FakeVenue {
         let shared = Arc::new(Shared {
             control: Mutex::new(Control::default()),
         });
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (stopped_tx, stopped_rx) = mpsc::channel();
         let app_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("fake-venue".into())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                system.block_on(async move {
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(web::Data::from(Arc::clone(&app_shared)))
-                            .default_service(web::to(handle))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind(("127.0.0.1", 0));
-                    let server = match bound {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let addr = server.addrs().first().copied();
-                    let running = server.run();
-                    let _ = ready_tx.send(match addr {
-                        Some(addr) => Ok((addr, running.handle())),
-                        None => Err("no address bound".to_string()),
-                    });
-                    let _ = running.await;
-                });
-                let _ = stopped_tx.send(());
-            })
-            .unwrap_or_else(|e| panic!("fake venue thread: {e}"));
-        let (addr, handle) = match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(ready)) => ready,
-            Ok(Err(e)) => panic!("fake venue could not start: {e}"),
-            Err(e) => panic!("fake venue did not start: {e}"),
-        };
+        let server = LoopbackServer::start("fake-venue", move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(web::Data::from(Arc::clone(&app_shared)))
+                .default_service(web::to(handle));
+        });
         FakeVenue {
-            base_url: format!("http://{addr}"),
+            base_url: format!("http://{}", server.addr),
             shared,
-            server: Some(handle),
-            stopped: stopped_rx,
+            server,
         }
     }
 
@@ -1022,16 +985,5 @@ impl FakeVenue {
         let mut c = self.shared.control();
         c.log.clear();
         c.counts.clear();
-    }
-}
-
-impl Drop for FakeVenue {
-    fn drop(&mut self) {
-        if let Some(handle) = self.server.take() {
-            // The stop command is sent when `stop` is called; its future only waits
-            // for completion, which the thread's exit signals below.
-            drop(handle.stop(false));
-        }
-        let _ = self.stopped.recv_timeout(Duration::from_secs(5));
     }
 }

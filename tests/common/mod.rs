@@ -5,4 +5,6 @@
 pub mod daemon;
 pub mod fake_llm;
 pub mod fake_venue;
+pub mod loopback;
 pub mod pg;
+pub mod process;
