@@ -254,7 +254,6 @@ fn run_daemon(benches: &[Bench], venue: &str, llm: &str, window: Duration, keep:
     println!("\n== starting the daemon in {}", dir.display());
     let spawned = Instant::now();
     let mut child = cmd.spawn().expect("spawn vibex");
-    let pid = child.id();
     let mut run = Run {
         window,
         ..Run::default()
@@ -282,27 +281,9 @@ fn run_daemon(benches: &[Bench], venue: &str, llm: &str, window: Duration, keep:
     }
     sanity_check(&mut run, &addr, benches);
 
-    let started = Instant::now();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let limit = Duration::from_secs(120);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            run.sigterm_exit = Some(started.elapsed());
-            run.exit_status = status.to_string();
-            break;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-            run.exit_status =
-                format!("did not exit within {limit:?} of SIGTERM; killed ({status})");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (exit_after, exit_status) = terminate(&mut child);
+    run.sigterm_exit = exit_after;
+    run.exit_status = exit_status;
     read_logs(&mut run, &dir);
     if keep {
         run.dir = Some(tmp.keep());

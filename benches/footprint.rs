@@ -238,27 +238,9 @@ fn run_one(n: usize, venue: &str, window: Duration, keep: bool) -> Run {
     }
 
     // Shutdown.
-    let started = Instant::now();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let limit = Duration::from_secs(120);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            run.sigterm_exit = Some(started.elapsed());
-            run.exit_status = status.to_string();
-            break;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-            run.exit_status =
-                format!("did not exit within {limit:?} of SIGTERM; killed ({status})");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (exit_after, exit_status) = terminate(&mut child);
+    run.sigterm_exit = exit_after;
+    run.exit_status = exit_status;
     std::thread::sleep(Duration::from_millis(200));
     run.pg_left = pg_pids
         .iter()

@@ -238,20 +238,7 @@ fn indicators_prints_talib_values_for_a_csv() {
         &std::fs::read_to_string(root.join("tests/data/talib_eurusd_1h.json")).unwrap(),
     )
     .unwrap();
-    for name in [
-        "ema20",
-        "ema50",
-        "macd",
-        "macd_signal",
-        "macd_hist",
-        "rsi7",
-        "rsi14",
-        "atr3",
-        "atr14",
-        "bb_upper",
-        "bb_middle",
-        "bb_lower",
-    ] {
+    for name in vibex::domain::indicators::IndicatorSeries::NAMES {
         let g = got[name].as_array().unwrap();
         let w = want[name].as_array().unwrap();
         assert_eq!(g.len(), 5000, "{name}");

@@ -206,3 +206,28 @@ pub fn scan_logs(
     scan.warnings = top(warnings);
     scan
 }
+
+/// Sends SIGTERM to the daemon and waits up to 120 s: the time it took to exit and its
+/// exit status, or a note that it had to be killed.
+pub fn terminate(child: &mut Child) -> (Option<Duration>, String) {
+    let started = Instant::now();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let limit = Duration::from_secs(120);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (Some(started.elapsed()), status.to_string());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return (
+                None,
+                format!("did not exit within {limit:?} of SIGTERM; killed ({status})"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

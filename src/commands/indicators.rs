@@ -268,20 +268,7 @@ mod tests {
     const EURUSD_CSV: &str = include_str!("../../tests/data/eurusd-1h.csv");
     const REFERENCE_JSON: &str = include_str!("../../tests/data/talib_eurusd_1h.json");
 
-    const NAMES: [&str; 12] = [
-        "ema20",
-        "ema50",
-        "macd",
-        "macd_signal",
-        "macd_hist",
-        "rsi7",
-        "rsi14",
-        "atr3",
-        "atr14",
-        "bb_upper",
-        "bb_middle",
-        "bb_lower",
-    ];
+    const NAMES: [&str; 12] = crate::domain::indicators::IndicatorSeries::NAMES;
 
     fn run(csv: &str) -> Result<Value, IndicatorsCsvError> {
         indicators_json(csv.as_bytes())

@@ -240,22 +240,39 @@ impl IndicatorSeries {
         self.ema20.is_empty()
     }
 
+    /// The JSON names of the series, in the order of [`Self::named`].
+    pub const NAMES: [&'static str; 12] = [
+        "ema20",
+        "ema50",
+        "macd",
+        "macd_signal",
+        "macd_hist",
+        "rsi7",
+        "rsi14",
+        "atr3",
+        "atr14",
+        "bb_upper",
+        "bb_middle",
+        "bb_lower",
+    ];
+
     /// The series by JSON name, in a fixed order, for callers that iterate over them.
     pub fn named(&self) -> [(&'static str, &[Option<f64>]); 12] {
-        [
-            ("ema20", &self.ema20),
-            ("ema50", &self.ema50),
-            ("macd", &self.macd),
-            ("macd_signal", &self.macd_signal),
-            ("macd_hist", &self.macd_hist),
-            ("rsi7", &self.rsi7),
-            ("rsi14", &self.rsi14),
-            ("atr3", &self.atr3),
-            ("atr14", &self.atr14),
-            ("bb_upper", &self.bb_upper),
-            ("bb_middle", &self.bb_middle),
-            ("bb_lower", &self.bb_lower),
-        ]
+        let series: [&[Option<f64>]; 12] = [
+            &self.ema20,
+            &self.ema50,
+            &self.macd,
+            &self.macd_signal,
+            &self.macd_hist,
+            &self.rsi7,
+            &self.rsi14,
+            &self.atr3,
+            &self.atr14,
+            &self.bb_upper,
+            &self.bb_middle,
+            &self.bb_lower,
+        ];
+        std::array::from_fn(|i| (Self::NAMES[i], series[i]))
     }
 }
 
