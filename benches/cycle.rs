@@ -50,7 +50,7 @@ use vibex::domain::risk::{self, RiskInput, RiskLimits, RiskVerdict};
 use vibex::domain::snapshot::{MarketSnapshot, SnapshotInput};
 use vibex::domain::types::{AccountId, Asset, Candle, CycleId, Symbol, TradeAction};
 use vibex::exchange::paper::{PaperVenue, StoredPaperState};
-use vibex::llm::parse::{parse_reply, ModelReply};
+use vibex::llm::parse::{ModelReply, ReplyParser};
 use vibex::llm::schema::decisions_document;
 
 /// Bars per timeframe the hubs fetch (5m and 4h).
@@ -268,13 +268,15 @@ fn decide_and_check(
         .iter()
         .map(|s| (s.asset.clone(), s.last_price))
         .collect();
-    let parsed = parse_reply(
+    // The actor compiles its schema once; so does the benchmark (same assets throughout).
+    static PARSER: std::sync::OnceLock<ReplyParser> = std::sync::OnceLock::new();
+    let parser = PARSER.get_or_init(|| ReplyParser::new(&assets));
+    let parsed = parser.parse(
         &ModelReply {
             content: Some(&body),
             tool_arguments: None,
             finish_reason: Some("stop"),
         },
-        &assets,
         &prices,
     );
     let mut approved = Vec::new();

@@ -30,7 +30,7 @@ use crate::domain::types::{AccountId, Asset, CycleId, PositionSide, TradeAction}
 use crate::llm::client::{
     ChatMessage, ChatOutcome, LlmClient, LlmEndpoint, StructuredOutput as ClientOutput,
 };
-use crate::llm::parse::{parse_reply, AssetDecision, ModelReply, ParseOutcome};
+use crate::llm::parse::{AssetDecision, ModelReply, ParseOutcome, ReplyParser};
 use crate::llm::prompt::{
     CooldownSummary, DiarySummary, FillSummary, OrderSummary, PromptContext, PromptTemplates,
     RulesSummary,
@@ -120,6 +120,8 @@ pub struct DecisionActor {
     streaks: HashMap<Asset, (PositionSide, u32)>,
     breaker: CircuitBreaker,
     budget: DailyBudget,
+    /// The decision schema of the account's assets, compiled once.
+    parser: ReplyParser,
     holding: Option<String>,
     calls: u64,
     failed_calls: u64,
@@ -158,6 +160,7 @@ impl DecisionActor {
             },
             breaker: CircuitBreaker::new(cfg.llm.breaker_failures, cfg.llm.breaker_cooldown),
             budget: DailyBudget::new(cfg.llm.max_cost_usd_per_day, spent_today, Utc::now()),
+            parser: ReplyParser::new(&cfg.assets),
             source,
             streaks: HashMap::new(),
             holding: None,
@@ -241,13 +244,12 @@ impl DecisionActor {
         let decided = policy.decide(&ctx);
         let document = decisions_document(&decided);
         let body = document.to_string();
-        let parsed = parse_reply(
+        let parsed = self.parser.parse(
             &ModelReply {
                 content: Some(&body),
                 tool_arguments: None,
                 finish_reason: Some("stop"),
             },
-            &self.cfg.assets,
             &Self::prices(&msg.snapshots),
         );
         let mut interaction = self.interaction(msg.cycle_id, now, json!({"policy": policy.name()}));
@@ -354,13 +356,12 @@ impl DecisionActor {
         }
         let parsed = match &outcome.error {
             Some(e) => self.all_hold(&format!("model call failed: {e}")),
-            None => parse_reply(
+            None => self.parser.parse(
                 &ModelReply {
                     content: outcome.content.as_deref(),
                     tool_arguments: outcome.tool_arguments.as_deref(),
                     finish_reason: outcome.finish_reason.as_deref(),
                 },
-                &self.cfg.assets,
                 &Self::prices(&msg.snapshots),
             ),
         };

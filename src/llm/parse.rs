@@ -143,20 +143,47 @@ pub fn parse_reply(
     assets: &[Asset],
     prices: &HashMap<Asset, Decimal>,
 ) -> ParseOutcome {
-    let mut repairs = Vec::new();
-    let document = match extract::document(reply, &mut repairs) {
-        Ok(document) => document,
-        Err(reason) => return ParseOutcome::failed(assets, repairs, None, reason),
-    };
-    match validate::decisions(&document, assets, prices) {
-        Ok(validated) => ParseOutcome {
-            decisions: validated.decisions,
-            repairs,
-            document: Some(document),
-            error: None,
-            ignored: validated.ignored,
-        },
-        Err(reason) => ParseOutcome::failed(assets, repairs, Some(document), reason),
+    ReplyParser::new(assets).parse(reply, prices)
+}
+
+/// The parser of one account: the decision schema for its assets compiled once, used
+/// for every reply (what [`parse_reply`] does, without compiling the schema each time).
+pub struct ReplyParser {
+    assets: Vec<Asset>,
+    schemas: Result<validate::Schemas, String>,
+}
+
+impl ReplyParser {
+    /// Compiles the decision schema of `assets`.
+    pub fn new(assets: &[Asset]) -> Self {
+        ReplyParser {
+            assets: assets.to_vec(),
+            schemas: validate::Schemas::new(assets),
+        }
+    }
+
+    /// Exactly as [`parse_reply`] with this parser's assets.
+    pub fn parse(&self, reply: &ModelReply<'_>, prices: &HashMap<Asset, Decimal>) -> ParseOutcome {
+        let assets = &self.assets;
+        let mut repairs = Vec::new();
+        let document = match extract::document(reply, &mut repairs) {
+            Ok(document) => document,
+            Err(reason) => return ParseOutcome::failed(assets, repairs, None, reason),
+        };
+        let validated = match &self.schemas {
+            Ok(schemas) => validate::decisions(&document, schemas, assets, prices),
+            Err(e) => Err(e.clone()),
+        };
+        match validated {
+            Ok(validated) => ParseOutcome {
+                decisions: validated.decisions,
+                repairs,
+                document: Some(document),
+                error: None,
+                ignored: validated.ignored,
+            },
+            Err(reason) => ParseOutcome::failed(assets, repairs, Some(document), reason),
+        }
     }
 }
 

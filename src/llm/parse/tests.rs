@@ -435,3 +435,28 @@ fn a_megabyte_of_broken_items_is_handled() {
     assert!(out.ignored[16].starts_with("… and "));
     assert!(out.decisions.iter().all(|d| !d.valid));
 }
+
+#[test]
+fn a_reused_parser_answers_exactly_like_parse_reply() {
+    let parser = ReplyParser::new(&assets());
+    let replies = [
+        valid_pair(),
+        format!("```json\n{}\n```", valid_pair()),
+        r#"{"trade_decisions":[{"asset":"BTC","action":"yolo"}]}"#.to_string(),
+        "garbage".to_string(),
+    ];
+    for _ in 0..2 {
+        for text in &replies {
+            let reply = ModelReply {
+                content: Some(text),
+                tool_arguments: None,
+                finish_reason: Some("stop"),
+            };
+            assert_eq!(
+                parser.parse(&reply, &prices()),
+                parse_reply(&reply, &assets(), &prices()),
+                "{text}"
+            );
+        }
+    }
+}

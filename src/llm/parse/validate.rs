@@ -38,10 +38,10 @@ pub(super) struct Validated {
 /// is unusable.
 pub(super) fn decisions(
     document: &Value,
+    schemas: &Schemas,
     assets: &[Asset],
     prices: &HashMap<Asset, Decimal>,
 ) -> Result<Validated, String> {
-    let schemas = Schemas::new(assets)?;
     let mut document_errors = Messages::default();
     for error in schemas.document.iter_errors(document) {
         document_errors.add(|| describe(&error, ""));
@@ -129,13 +129,13 @@ pub(super) fn decisions(
 /// The decision schema split in two compiled halves: the document with its items left
 /// open, and the item schema. Both come from the one
 /// [`decision_schema`], so nothing is restated.
-struct Schemas {
+pub(super) struct Schemas {
     document: jsonschema::Validator,
     item: jsonschema::Validator,
 }
 
 impl Schemas {
-    fn new(assets: &[Asset]) -> Result<Self, String> {
+    pub(super) fn new(assets: &[Asset]) -> Result<Self, String> {
         let mut schema = decision_schema(assets);
         let item = schema
             .pointer_mut("/properties/trade_decisions/items")
