@@ -388,7 +388,12 @@ accounts:
         "{status}"
     );
     assert_eq!(status["restarts"], 0);
-    let _ = interactions(&d, "chaos").await;
+    // Every recorded interaction carries exactly one decision: one per asset (BTC).
+    let recorded = interactions(&d, "chaos").await;
+    assert!(recorded.len() >= 10, "{}", recorded.len());
+    for i in &recorded {
+        assert_eq!(i["decisions"].as_array().map(Vec::len), Some(1), "{i}");
+    }
 }
 
 #[actix_rt::test]
