@@ -304,15 +304,7 @@ impl DecisionActor {
                 .map(DiarySummary::from)
                 .collect(),
             cooldowns,
-            rules: RulesSummary {
-                leverage: self.cfg.leverage,
-                max_position_usd: self.cfg.risk.max_position_usd,
-                cooldown_secs: self.cfg.risk.cooldown.map(|d| d.as_secs()),
-                kill_switch: self.limits.kill_switch || self.limits.global_kill_switch,
-                hysteresis_cycles: self.cfg.risk.hysteresis_cycles,
-                max_daily_loss_pct: self.cfg.risk.max_daily_loss_pct,
-                assets: self.cfg.assets.iter().map(|a| a.to_string()).collect(),
-            },
+            rules: RulesSummary::from_account(&self.cfg, self.limits.global_kill_switch),
         }
     }
 

@@ -173,14 +173,15 @@ pub struct RulesSummary {
 }
 
 impl RulesSummary {
-    /// The rules of a configured account; hysteresis is the decision engine's setting.
-    pub fn from_account(account: &AccountConfig, hysteresis_cycles: u32) -> Self {
+    /// The rules of a configured account; the kill switch is on when either the
+    /// account's or the global one is.
+    pub fn from_account(account: &AccountConfig, global_kill_switch: bool) -> Self {
         RulesSummary {
             leverage: account.leverage,
             max_position_usd: account.risk.max_position_usd,
             cooldown_secs: account.risk.cooldown.map(|c| c.as_secs()),
-            kill_switch: account.risk.kill_switch,
-            hysteresis_cycles,
+            kill_switch: account.risk.kill_switch || global_kill_switch,
+            hysteresis_cycles: account.risk.hysteresis_cycles,
             max_daily_loss_pct: account.risk.max_daily_loss_pct,
             assets: account
                 .assets
