@@ -6,3 +6,5 @@ pub mod aster;
 pub mod error;
 /// The paper venue: simulated account plus order and position bookkeeping.
 pub mod paper;
+/// Venue-neutral orders, positions, balances, trades and income.
+pub mod venue;
