@@ -350,9 +350,9 @@ pub enum UserEvent {
     /// An order changed; with the execution when it traded.
     Order {
         /// The order after the change.
-        order: VenueOrder,
+        order: Box<VenueOrder>,
         /// The fill, for execution type `TRADE`.
-        trade: Option<VenueTrade>,
+        trade: Option<Box<VenueTrade>>,
     },
     /// Balances and positions changed.
     Account {
@@ -474,13 +474,14 @@ pub fn user_event(text: &str) -> Result<UserEvent, String> {
                 close_position: o.cp.map(|b| b.0).unwrap_or(false),
                 update_time: time,
             };
+            let order = Box::new(order);
             let trade = if o.x == "TRADE" {
                 let qty = o.l.map(|v| v.0).unwrap_or_default();
                 let price = o.last_price.map(|v| v.0).unwrap_or_default();
                 if qty <= Decimal::ZERO || price <= Decimal::ZERO {
                     return Err(format!("{what}: TRADE without quantity or price"));
                 }
-                Some(VenueTrade {
+                Some(Box::new(VenueTrade {
                     id: o
                         .t
                         .map(|t| t.0)
@@ -496,7 +497,7 @@ pub fn user_event(text: &str) -> Result<UserEvent, String> {
                     realized_pnl: o.rp.map(|v| v.0).unwrap_or_default(),
                     maker: o.m.unwrap_or(false),
                     time,
-                })
+                }))
             } else {
                 None
             };
