@@ -87,6 +87,7 @@ mod fill;
 mod money;
 mod position;
 mod rejection;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -99,22 +100,11 @@ use serde::{Deserialize, Serialize};
 pub use fill::{CloseReason, FillReason, PaperBalance, PaperFill};
 pub use position::PaperPosition;
 pub use rejection::{PaperError, PaperRejection};
+pub use settings::{Liquidity, PaperSettings};
 
 use crate::domain::types::{Candle, PositionSide, Side, Symbol};
 use money::{add, div, from_bps, mul, round_amount, sub};
 use position::signed;
-
-/// Fee and slippage of the simulated venue, in basis points.
-///
-/// Expected to be validated by the configuration (`0 <= bps < 10_000`); the book does
-/// not panic on other values: a fill price that would not be positive is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaperSettings {
-    /// Taker fee in basis points of the fill notional (5 = 0.05 %).
-    pub fee_bps: Decimal,
-    /// Market-order slippage in basis points of the reference price.
-    pub slippage_bps: Decimal,
-}
 
 /// A market order for the paper venue, with the market price the caller last saw.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -628,9 +618,9 @@ impl PaperBook {
         Ok(price)
     }
 
-    /// Fee of a fill, 8 places.
+    /// Fee of a market (taker) fill, 8 places.
     fn fee(&self, price: Decimal, quantity: Decimal) -> Result<Decimal, PaperRejection> {
-        let rate = from_bps(self.settings.fee_bps)?;
+        let rate = from_bps(self.settings.fee_bps_for(Liquidity::MARKET))?;
         Ok(round_amount(mul(mul(price, quantity)?, rate)?))
     }
 

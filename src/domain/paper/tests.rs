@@ -23,11 +23,14 @@ fn eth() -> Symbol {
     Symbol("ETHUSDT".into())
 }
 
-/// 5 bps fee, 2 bps slippage: BUY fills at price × 1.0002, SELL at × 0.9998.
+/// 5 bps taker fee, 2 bps slippage: BUY fills at price × 1.0002, SELL at × 0.9998.
+/// (2 bps maker fee, unused by market fills; maintenance margin 0.5 % of the notional.)
 fn settings() -> PaperSettings {
     PaperSettings {
         fee_bps: dec!(5),
+        maker_fee_bps: dec!(2),
         slippage_bps: dec!(2),
+        maintenance_margin_rate: dec!(0.005),
     }
 }
 
@@ -460,8 +463,8 @@ fn bad_inputs_are_refused_without_touching_the_book() {
     let mut broken = PaperBook::new(
         dec!(1000),
         PaperSettings {
-            fee_bps: dec!(5),
             slippage_bps: dec!(10000),
+            ..settings()
         },
     );
     assert_eq!(
@@ -521,6 +524,7 @@ fn increasing_at_another_leverage_remargins_the_whole_position() {
     let quiet = PaperSettings {
         fee_bps: dec!(0),
         slippage_bps: dec!(0),
+        ..settings()
     };
     let mut book = PaperBook::new(dec!(10000), quiet);
     // 1 ETH at 3000 ×10: margin 300. Another 1 at 3000 ×5: margin = (300 × 10 + 3000) / 5 = 1200.
@@ -586,8 +590,8 @@ fn amounts_beyond_eight_places_are_rounded_once_per_fill() {
     // An exact midpoint rounds away from zero: fee = 0.01 × 0.001 × 0.0005 = 0.000000005
     // → 0.00000001 (banker's rounding would give 0).
     let no_slippage = PaperSettings {
-        fee_bps: dec!(5),
         slippage_bps: dec!(0),
+        ..settings()
     };
     let mut book = PaperBook::new(dec!(1000), no_slippage);
     let fill = book
