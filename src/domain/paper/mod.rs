@@ -103,7 +103,7 @@ pub use rejection::{PaperError, PaperRejection};
 pub use settings::{Liquidity, PaperSettings};
 
 use crate::domain::types::{Candle, PositionSide, Side, Symbol};
-use money::{add, div, from_bps, mul, round_amount, sub};
+use money::{add, div, from_bps, mul, round_amount, round_to_tick, sub};
 use position::signed;
 
 /// A market order for the paper venue, with the market price the caller last saw.
@@ -134,6 +134,7 @@ pub struct PaperBook {
     wallet_balance: Decimal,
     positions: BTreeMap<Symbol, PaperPosition>,
     last_prices: BTreeMap<Symbol, Decimal>,
+    tick_sizes: BTreeMap<Symbol, Decimal>,
 }
 
 /// A fully computed fill that has not touched the book yet: plans are checked first,
@@ -169,6 +170,7 @@ impl PaperBook {
             wallet_balance: starting_balance,
             positions: BTreeMap::new(),
             last_prices: BTreeMap::new(),
+            tick_sizes: BTreeMap::new(),
         }
     }
 
@@ -247,7 +249,7 @@ impl PaperBook {
             return Err(PaperRejection::ZeroLeverage);
         }
         self.last_prices.insert(symbol.clone(), last_price);
-        let price = self.fill_price(side, last_price)?;
+        let price = self.fill_price(&symbol, side, last_price)?;
 
         let execution = match self.positions.get(&symbol) {
             None if reduce_only => return Err(PaperRejection::NothingToReduce { symbol }),
@@ -307,7 +309,7 @@ impl PaperBook {
                 symbol: symbol.clone(),
             });
         };
-        let price = self.fill_price(position.side.exit_side(), last_price)?;
+        let price = self.fill_price(symbol, position.side.exit_side(), last_price)?;
         let execution = self.plan_exit(
             position,
             position.quantity,
@@ -404,7 +406,22 @@ impl PaperBook {
         self.last_prices.get(symbol).copied()
     }
 
-    /// The fee and slippage in force.
+    /// Sets the price tick of `symbol` (the venue's `PRICE_FILTER.tickSize`): from now
+    /// on its fill prices are rounded to multiples of `tick` against the trader. A tick
+    /// `<= 0` is ignored (the previous tick, if any, stays). Ticks are not persisted:
+    /// set them again after [`Self::restore`].
+    pub fn set_tick_size(&mut self, symbol: &Symbol, tick: Decimal) {
+        if tick > Decimal::ZERO {
+            self.tick_sizes.insert(symbol.clone(), tick);
+        }
+    }
+
+    /// The price tick of `symbol`, if one was set.
+    pub fn tick_size(&self, symbol: &Symbol) -> Option<Decimal> {
+        self.tick_sizes.get(symbol).copied()
+    }
+
+    /// The fees, slippage and maintenance-margin rate in force.
     pub fn settings(&self) -> PaperSettings {
         self.settings
     }
@@ -587,7 +604,7 @@ impl PaperBook {
             return Vec::new();
         };
         let planned = self
-            .fill_price(position.side.exit_side(), trigger_price)
+            .fill_price(symbol, position.side.exit_side(), trigger_price)
             .and_then(|price| {
                 self.plan_exit(
                     position,
@@ -606,14 +623,36 @@ impl PaperBook {
 
     // ---- helpers ----
 
-    /// The reference price moved against the trader by the slippage, 8 places.
-    fn fill_price(&self, side: Side, reference: Decimal) -> Result<Decimal, PaperRejection> {
+    /// The reference price moved against the trader by the slippage, then onto the
+    /// symbol's tick against the trader (when a tick is known), 8 places.
+    fn fill_price(
+        &self,
+        symbol: &Symbol,
+        side: Side,
+        reference: Decimal,
+    ) -> Result<Decimal, PaperRejection> {
         let slippage = from_bps(self.settings.slippage_bps)?;
         let factor = match side {
             Side::Buy => add(Decimal::ONE, slippage)?,
             Side::Sell => sub(Decimal::ONE, slippage)?,
         };
-        let price = round_amount(mul(reference, factor)?);
+        self.on_tick(symbol, side, mul(reference, factor)?)
+    }
+
+    /// `price` on the symbol's tick grid, rounded against the trader (BUY up, SELL
+    /// down), then to 8 places; just the 8 places without a tick. Refuses a result
+    /// that is not positive (a SELL below one tick rounds down to zero).
+    fn on_tick(
+        &self,
+        symbol: &Symbol,
+        side: Side,
+        price: Decimal,
+    ) -> Result<Decimal, PaperRejection> {
+        let price = match self.tick_sizes.get(symbol) {
+            Some(&tick) if price > Decimal::ZERO => round_to_tick(price, tick, side)?,
+            _ => price,
+        };
+        let price = round_amount(price);
         check_price(price)?;
         Ok(price)
     }

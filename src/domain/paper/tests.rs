@@ -601,6 +601,49 @@ fn amounts_beyond_eight_places_are_rounded_once_per_fill() {
 }
 
 #[test]
+fn fills_round_to_the_tick_against_the_trader() {
+    let mut book = PaperBook::new(dec!(100000), settings());
+    book.set_tick_size(&btc(), dec!(0.1));
+    book.set_tick_size(&btc(), dec!(0)); // ignored
+    book.set_tick_size(&btc(), dec!(-1)); // ignored
+    assert_eq!(book.tick_size(&btc()), Some(dec!(0.1)));
+    assert_eq!(book.tick_size(&eth()), None);
+
+    // BUY: 60000.05 × 1.0002 = 60000.05 + 12.00001 = 60012.05001 → up to 60012.1
+    //      fee = 60012.1 × 0.1 × 0.0005 = 6001.21 × 0.0005 = 3.000605
+    let fill = book
+        .market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000.05)))
+        .unwrap();
+    assert_eq!(fill.price, dec!(60012.1));
+    assert_eq!(fill.fee, dec!(3.000605));
+    // SELL: 60000.05 × 0.9998 = 60000.05 − 12.00001 = 59988.04999 → down to 59988
+    //       realized = (59988 − 60012.1) × 0.1 = −2.41
+    let fill = book
+        .close_position(&btc(), dec!(60000.05), at(1), CloseReason::Close)
+        .unwrap();
+    assert_eq!(fill.price, dec!(59988));
+    assert_eq!(fill.realized_pnl, dec!(-2.41));
+
+    // Without a tick only the 8 places apply: 3000.05 × 1.0002 = 3000.65001.
+    let fill = book
+        .market_order(order(eth(), Side::Buy, dec!(1), 5, dec!(3000.05)))
+        .unwrap();
+    assert_eq!(fill.price, dec!(3000.65001));
+
+    // A SELL below one tick rounds down to zero: refused, nothing booked.
+    //   0.5 × 0.9998 = 0.4999 → down to 0 on a tick of 1
+    let sol = Symbol("SOLUSDT".into());
+    book.set_tick_size(&sol, dec!(1));
+    let before = book.clone();
+    assert_eq!(
+        book.market_order(order(sol.clone(), Side::Sell, dec!(1), 5, dec!(0.5))),
+        Err(PaperRejection::NonPositivePrice { price: dec!(0) })
+    );
+    assert_eq!(book.wallet_balance(), before.wallet_balance());
+    assert_eq!(book.position(&sol), None);
+}
+
+#[test]
 fn fills_serialize_for_the_journal() {
     let mut book = PaperBook::new(dec!(10000), settings());
     let fill = book
