@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::PaperPosition;
-use crate::domain::types::{Side, Symbol};
+use crate::domain::types::{PositionSide, Side, Symbol};
 
 /// Why a fill happened; tells the journal and the UI what the trade did to the position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -74,10 +74,33 @@ pub struct PaperFill {
     pub ts: DateTime<Utc>,
 }
 
+/// One funding payment booked on an open position: the audit record of the only
+/// wallet change that is not a fill.
+///
+/// Wallet effect: `wallet += amount`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaperFunding {
+    /// The perpetual whose funding was settled.
+    pub symbol: Symbol,
+    /// Direction of the position that paid or received.
+    pub side: PositionSide,
+    /// Position size at the funding time, base asset.
+    pub quantity: Decimal,
+    /// Mark price the payment was computed at (given by the caller).
+    pub mark: Decimal,
+    /// Funding rate of the interval (0.0001 = 0.01 %); positive: longs pay shorts.
+    pub rate: Decimal,
+    /// Signed amount booked to the wallet, `∓ quantity × mark × rate` rounded once to 8
+    /// places: positive is credited (a short at a positive rate), negative is debited.
+    pub amount: Decimal,
+    /// The funding time (passed in by the caller).
+    pub ts: DateTime<Utc>,
+}
+
 /// The account's money at the last known prices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaperBalance {
-    /// Deposits - fees + realized PnL, USDT.
+    /// Deposits - fees + realized PnL + funding, USDT.
     pub wallet_balance: Decimal,
     /// Sum of open positions' unrealized PnL at their last prices, USDT.
     pub unrealized_pnl: Decimal,

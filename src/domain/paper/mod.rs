@@ -97,7 +97,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-pub use fill::{CloseReason, FillReason, PaperBalance, PaperFill};
+pub use fill::{CloseReason, FillReason, PaperBalance, PaperFill, PaperFunding};
 pub use position::PaperPosition;
 pub use rejection::{PaperError, PaperRejection};
 pub use settings::{Liquidity, PaperSettings};
@@ -366,6 +366,47 @@ impl PaperBook {
         self.apply_triggers(symbol, span, ts)
     }
 
+    /// Books one funding payment on the open position of `symbol`: `quantity × mark ×
+    /// rate`, rounded once to 8 places, which a long pays and a short receives when
+    /// `rate > 0` (the mirror when `rate < 0`). The payment moves the wallet only: the
+    /// position's margin, and so its liquidation price, stay as they are.
+    ///
+    /// The book only books: the caller decides when a funding time is reached and
+    /// which rate and mark apply (the venue's `lastFundingRate` and mark price at that
+    /// time), and calls this once per funding time. `mark` does not become the
+    /// symbol's mark (market data goes through [`Self::on_price`]).
+    ///
+    /// `Ok(None)` without an open position on `symbol`. Refuses a non-positive `mark`,
+    /// and an amount beyond `Decimal` ([`PaperRejection::Overflow`]); a refusal books
+    /// nothing.
+    pub fn apply_funding(
+        &mut self,
+        symbol: &Symbol,
+        rate: Decimal,
+        mark: Decimal,
+        ts: DateTime<Utc>,
+    ) -> Result<Option<PaperFunding>, PaperRejection> {
+        check_price(mark)?;
+        let Some(position) = self.positions.get(symbol) else {
+            return Ok(None);
+        };
+        let payment = mul(mul(position.quantity, mark)?, rate)?;
+        // What a long pays is what a short receives (rounding is symmetric about zero).
+        let amount = round_amount(-signed(position.side, payment));
+        let wallet_after = add(self.wallet_balance, amount)?;
+        let funding = PaperFunding {
+            symbol: symbol.clone(),
+            side: position.side,
+            quantity: position.quantity,
+            mark,
+            rate,
+            amount,
+            ts,
+        };
+        self.wallet_balance = wallet_after;
+        Ok(Some(funding))
+    }
+
     /// Wallet, unrealized PnL, equity, used margin and available balance at the last
     /// price each symbol was given (saturating rather than panicking on absurd marks).
     pub fn balance(&self) -> PaperBalance {
@@ -396,7 +437,7 @@ impl PaperBook {
         self.positions.get(symbol)
     }
 
-    /// Deposits − fees + realized PnL, USDT (what the daemon persists).
+    /// Deposits − fees + realized PnL + funding, USDT (what the daemon persists).
     pub fn wallet_balance(&self) -> Decimal {
         self.wallet_balance
     }

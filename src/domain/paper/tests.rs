@@ -644,6 +644,136 @@ fn fills_round_to_the_tick_against_the_trader() {
 }
 
 #[test]
+fn funding_is_paid_by_longs_and_received_by_shorts_at_a_positive_rate() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    // Long 0.1 BTC (fill 60012, fee 3.0006): wallet 10000 − 3.0006 = 9996.9994.
+    book.market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000)))
+        .unwrap();
+    // Short 2 ETH (fill 2999.4, fee 5998.8 × 0.0005 = 2.9994): wallet 9994.
+    book.market_order(order(eth(), Side::Sell, dec!(2), 10, dec!(3000)))
+        .unwrap();
+    assert_eq!(book.wallet_balance(), dec!(9994));
+
+    // +0.0001 on the long at mark 60500: pays 0.1 × 60500 × 0.0001 = 0.605.
+    let funding = book
+        .apply_funding(&btc(), dec!(0.0001), dec!(60500), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        funding,
+        PaperFunding {
+            symbol: btc(),
+            side: PositionSide::Long,
+            quantity: dec!(0.1),
+            mark: dec!(60500),
+            rate: dec!(0.0001),
+            amount: dec!(-0.605),
+            ts: at(1),
+        }
+    );
+    assert_eq!(book.wallet_balance(), dec!(9993.395)); // 9994 − 0.605
+                                                       // +0.000125 on the short at mark 3001.23: receives 2 × 3001.23 × 0.000125 = 0.7503075.
+    let funding = book
+        .apply_funding(&eth(), dec!(0.000125), dec!(3001.23), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(funding.amount, dec!(0.7503075));
+    assert_eq!(book.wallet_balance(), dec!(9994.1453075)); // 9993.395 + 0.7503075
+
+    // Funding moves the wallet only: positions, margins and marks are untouched.
+    assert_eq!(book.position(&btc()).unwrap().margin, dec!(1200.24));
+    assert_eq!(book.last_price(&btc()), Some(dec!(60000)));
+}
+
+#[test]
+fn funding_at_a_negative_rate_pays_longs_and_charges_shorts() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    book.market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000)))
+        .unwrap();
+    book.market_order(order(eth(), Side::Sell, dec!(2), 10, dec!(3000)))
+        .unwrap();
+    // −0.0003 on the long at 59000: receives 0.1 × 59000 × 0.0003 = 1.77.
+    let long = book
+        .apply_funding(&btc(), dec!(-0.0003), dec!(59000), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(long.amount, dec!(1.77));
+    // −0.00001234 on the short at 3000: pays 2 × 3000 × 0.00001234 = 0.07404.
+    let short = book
+        .apply_funding(&eth(), dec!(-0.00001234), dec!(3000), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(short.amount, dec!(-0.07404));
+    assert_eq!(book.wallet_balance(), dec!(9995.69596)); // 9994 + 1.77 − 0.07404
+}
+
+#[test]
+fn funding_rounds_once_half_away_from_zero_on_both_sides() {
+    let mut book = PaperBook::new(dec!(1000), settings());
+    let sol = Symbol("SOLUSDT".into());
+    // 0.001 × 0.5 × 0.00001 = 0.000000005: exactly half of the 8th place.
+    book.market_order(order(sol.clone(), Side::Buy, dec!(0.001), 1, dec!(0.5)))
+        .unwrap();
+    let paid = book
+        .apply_funding(&sol, dec!(0.00001), dec!(0.5), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid.amount, dec!(-0.00000001));
+    let received = book
+        .apply_funding(&sol, dec!(-0.00001), dec!(0.5), at(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.amount, dec!(0.00000001));
+    // A zero rate books a zero payment (and it reads as 0, not −0).
+    let nothing = book
+        .apply_funding(&sol, dec!(0), dec!(0.5), at(3))
+        .unwrap()
+        .unwrap();
+    assert_eq!(nothing.amount.to_string(), "0");
+}
+
+#[test]
+fn funding_without_a_position_or_with_absurd_numbers_books_nothing() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    assert_eq!(
+        book.apply_funding(&btc(), dec!(0.0001), dec!(60000), at(1)),
+        Ok(None)
+    );
+    book.market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000)))
+        .unwrap();
+    let before = book.clone();
+    assert_eq!(
+        book.apply_funding(&btc(), dec!(0.0001), dec!(0), at(1)),
+        Err(PaperRejection::NonPositivePrice { price: dec!(0) })
+    );
+    // 0.1 × 60000 × Decimal::MAX does not fit.
+    assert_eq!(
+        book.apply_funding(&btc(), Decimal::MAX, dec!(60000), at(1)),
+        Err(PaperRejection::Overflow)
+    );
+    assert_eq!(book, before);
+}
+
+#[test]
+fn funding_serializes_like_a_fill() {
+    let funding = PaperFunding {
+        symbol: btc(),
+        side: PositionSide::Short,
+        quantity: dec!(0.1),
+        mark: dec!(60500),
+        rate: dec!(0.0001),
+        amount: dec!(0.605),
+        ts: at(1),
+    };
+    let json = serde_json::to_value(&funding).unwrap();
+    assert_eq!(json["side"], "short");
+    assert_eq!(json["amount"], "0.605");
+    assert_eq!(json["rate"], "0.0001");
+    let back: PaperFunding = serde_json::from_value(json).unwrap();
+    assert_eq!(back, funding);
+}
+
+#[test]
 fn fills_serialize_for_the_journal() {
     let mut book = PaperBook::new(dec!(10000), settings());
     let fill = book
