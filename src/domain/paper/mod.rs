@@ -321,11 +321,15 @@ impl PaperBook {
         Ok(self.commit(execution))
     }
 
-    /// A new market price for `symbol`: becomes its mark, and closes the position if its
-    /// stop-loss or take-profit is crossed (long: price ≤ sl or ≥ tp; short mirrored)
-    /// at `price` with slippage against the trader. Returns the fills (none or one).
-    /// A non-positive price is ignored. Should a close be impossible to compute (an
-    /// overflowing price), the position stays open and nothing is returned.
+    /// A new market price for `symbol`: becomes its mark, and closes the position
+    /// - if the price reached its liquidation price (long: price ≤ liq; short: ≥ liq),
+    ///   at that liquidation price with the clearance fee; this is checked first;
+    /// - else if its stop-loss or take-profit is crossed (long: price ≤ sl or ≥ tp;
+    ///   short mirrored), at `price` with slippage against the trader.
+    ///
+    /// Returns the fills (none or one). A non-positive price is ignored. Should a close
+    /// be impossible to compute (an overflowing price), the position stays open and
+    /// nothing is returned.
     pub fn on_price(
         &mut self,
         symbol: &Symbol,
@@ -340,11 +344,13 @@ impl PaperBook {
     }
 
     /// A candle (bar) for `symbol`, for replay and kline feeds: its close becomes the
-    /// mark, and the position is closed if the bar's range crossed its SL or TP. The
-    /// close happens at the level (or at the open, if the bar opened beyond it), with
-    /// slippage against the trader. If the range crossed both levels the stop-loss wins
-    /// (the order inside the bar is unknown; assume the worse). Bars whose prices are
-    /// not positive or not ordered (low ≤ open, close ≤ high) are ignored.
+    /// mark, and the position is closed if the bar's range reached its liquidation
+    /// price (long: low ≤ liq; short: high ≥ liq), else if it crossed its SL or TP.
+    /// A liquidation happens at the liquidation price; a TP/SL close at the level (or
+    /// at the open, if the bar opened beyond it), with slippage against the trader.
+    /// The order inside the bar is unknown, so the book assumes the worse: liquidation
+    /// wins over both levels, and the stop-loss over the take-profit. Bars whose prices
+    /// are not positive or not ordered (low ≤ open, close ≤ high) are ignored.
     pub fn on_candle(
         &mut self,
         symbol: &Symbol,
@@ -407,15 +413,20 @@ impl PaperBook {
         Ok(Some(funding))
     }
 
-    /// Wallet, unrealized PnL, equity, used margin and available balance at the last
-    /// price each symbol was given (saturating rather than panicking on absurd marks).
+    /// Wallet, unrealized PnL, equity, used and maintenance margin and available
+    /// balance at the last price each symbol was given (saturating rather than
+    /// panicking on absurd marks).
     pub fn balance(&self) -> PaperBalance {
+        let mmr = self.settings.maintenance_margin_rate;
         let mut unrealized_pnl = Decimal::ZERO;
         let mut used_margin = Decimal::ZERO;
+        let mut maintenance_margin = Decimal::ZERO;
         for position in self.positions.values() {
-            unrealized_pnl =
-                unrealized_pnl.saturating_add(position.unrealized_pnl(self.mark(position)));
+            let mark = self.mark(position);
+            unrealized_pnl = unrealized_pnl.saturating_add(position.unrealized_pnl(mark));
             used_margin = used_margin.saturating_add(position.margin);
+            maintenance_margin =
+                maintenance_margin.saturating_add(position.maintenance_margin(mark, mmr));
         }
         let equity = self.wallet_balance.saturating_add(unrealized_pnl);
         PaperBalance {
@@ -423,8 +434,27 @@ impl PaperBook {
             unrealized_pnl,
             equity,
             used_margin,
+            maintenance_margin,
             available: equity.saturating_sub(used_margin),
         }
+    }
+
+    /// The mark at which the position on `symbol` is liquidated
+    /// ([`PaperPosition::liquidation_price`] at the settings' maintenance-margin rate);
+    /// `None` without a position or when it is never liquidated (e.g. a 1x long).
+    pub fn liquidation_price(&self, symbol: &Symbol) -> Option<Decimal> {
+        self.positions
+            .get(symbol)?
+            .liquidation_price(self.settings.maintenance_margin_rate)
+    }
+
+    /// The maintenance margin of the position on `symbol` at its current mark:
+    /// `maintenance_margin_rate × mark × quantity`, 8 places; `None` without a position.
+    pub fn maintenance_margin(&self, symbol: &Symbol) -> Option<Decimal> {
+        let position = self.positions.get(symbol)?;
+        Some(
+            position.maintenance_margin(self.mark(position), self.settings.maintenance_margin_rate),
+        )
     }
 
     /// Open positions, ordered by symbol (what the daemon persists).
@@ -491,6 +521,7 @@ impl PaperBook {
             quantity,
             price,
             fee,
+            liquidation_fee: Decimal::ZERO,
             realized_pnl: Decimal::ZERO,
             reason: FillReason::Entry,
             position_after: Some(opened),
@@ -541,6 +572,7 @@ impl PaperBook {
             quantity,
             price,
             fee,
+            liquidation_fee: Decimal::ZERO,
             realized_pnl: Decimal::ZERO,
             reason: FillReason::Increase,
             position_after: Some(increased),
@@ -601,6 +633,7 @@ impl PaperBook {
             quantity,
             price,
             fee,
+            liquidation_fee: Decimal::ZERO,
             realized_pnl,
             reason,
             position_after,
@@ -608,9 +641,11 @@ impl PaperBook {
         })
     }
 
-    /// Pairs a planned fill with the wallet balance it leaves: `wallet - fee + realized`.
+    /// Pairs a planned fill with the wallet balance it leaves:
+    /// `wallet - fee - liquidation_fee + realized`.
     fn execution(&self, fill: PaperFill) -> Result<Execution, PaperRejection> {
-        let wallet_after = add(sub(self.wallet_balance, fill.fee)?, fill.realized_pnl)?;
+        let charged = sub(self.wallet_balance, add(fill.fee, fill.liquidation_fee)?)?;
+        let wallet_after = add(charged, fill.realized_pnl)?;
         Ok(Execution { fill, wallet_after })
     }
 
@@ -631,7 +666,8 @@ impl PaperBook {
         fill
     }
 
-    /// Closes the position on `symbol` if `span` crossed its SL or TP.
+    /// Closes the position on `symbol` if `span` crossed its liquidation price (first),
+    /// its SL or its TP.
     fn apply_triggers(
         &mut self,
         symbol: &Symbol,
@@ -641,25 +677,57 @@ impl PaperBook {
         let Some(position) = self.positions.get(symbol) else {
             return Vec::new();
         };
-        let Some((reason, trigger_price)) = trigger(position, span) else {
+        let mmr = self.settings.maintenance_margin_rate;
+        let Some((reason, trigger_price)) = trigger(position, span, mmr) else {
             return Vec::new();
         };
-        let planned = self
-            .fill_price(symbol, position.side.exit_side(), trigger_price)
-            .and_then(|price| {
-                self.plan_exit(
-                    position,
-                    position.quantity,
-                    price,
-                    position.leverage,
-                    ts,
-                    reason,
-                )
-            });
+        let planned = if reason == FillReason::Liquidation {
+            self.plan_liquidation(position, trigger_price, ts)
+        } else {
+            self.fill_price(symbol, position.side.exit_side(), trigger_price)
+                .and_then(|price| {
+                    self.plan_exit(
+                        position,
+                        position.quantity,
+                        price,
+                        position.leverage,
+                        ts,
+                        reason,
+                    )
+                })
+        };
         match planned {
             Ok(execution) => vec![self.commit(execution)],
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The venue's liquidation engine takes the whole position over at
+    /// `liquidation_price` (on the tick, against the trader; no slippage): taker fee and
+    /// realized PnL as for any close, plus the clearance fee, the maintenance margin
+    /// left at the fill price.
+    fn plan_liquidation(
+        &self,
+        position: &PaperPosition,
+        liquidation_price: Decimal,
+        ts: DateTime<Utc>,
+    ) -> Result<Execution, PaperRejection> {
+        let price = self.on_tick(
+            &position.symbol,
+            position.side.exit_side(),
+            liquidation_price,
+        )?;
+        let Execution { mut fill, .. } = self.plan_exit(
+            position,
+            position.quantity,
+            price,
+            position.leverage,
+            ts,
+            FillReason::Liquidation,
+        )?;
+        let notional = mul(price, position.quantity)?;
+        fill.liquidation_fee = round_amount(mul(notional, self.settings.maintenance_margin_rate)?);
+        self.execution(fill)
     }
 
     // ---- helpers ----
@@ -812,11 +880,34 @@ fn validate_protection(
     Ok(())
 }
 
-/// Which protection `span` crossed, and the price it triggered at. The stop-loss is
-/// checked first, so it wins when the span crossed both. A level triggers at itself,
-/// or at the open when the update opened beyond it (a gap); for a single price that is
-/// the price. Liquidation, when added, belongs here, before the stop-loss.
-fn trigger(position: &PaperPosition, span: PriceSpan) -> Option<(FillReason, Decimal)> {
+/// Whether `span` reached `position`'s liquidation price at `mmr` (long: low ≤ it;
+/// short: high ≥ it), and the price.
+fn liquidation(
+    position: &PaperPosition,
+    span: PriceSpan,
+    mmr: Decimal,
+) -> Option<(FillReason, Decimal)> {
+    let liquidation_price = position.liquidation_price(mmr)?;
+    let reached = match position.side {
+        PositionSide::Long => span.low <= liquidation_price,
+        PositionSide::Short => span.high >= liquidation_price,
+    };
+    reached.then_some((FillReason::Liquidation, liquidation_price))
+}
+
+/// What `span` triggered on `position`, and at which price. Liquidation is checked
+/// first and happens at the liquidation price whatever the span did (the venue's
+/// engine takes over there); then the stop-loss, so it wins over the take-profit when
+/// the span crossed both. A level triggers at itself, or at the open when the update
+/// opened beyond it (a gap); for a single price that is the price.
+fn trigger(
+    position: &PaperPosition,
+    span: PriceSpan,
+    mmr: Decimal,
+) -> Option<(FillReason, Decimal)> {
+    if let Some(liquidated) = liquidation(position, span, mmr) {
+        return Some(liquidated);
+    }
     match position.side {
         PositionSide::Long => {
             if let Some(sl) = position.sl_price.filter(|sl| span.low <= *sl) {

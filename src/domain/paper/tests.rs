@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
 
 use super::*;
@@ -127,6 +127,7 @@ fn scripted_session_matches_the_hand_computation_exactly() {
     //    unrealized = (62000 − 60512.1) × 0.15 = 223.185
     //    equity     = 10066.1741 + 223.185     = 10289.3591
     //    available  = 10289.3591 − 1815.363    = 8473.9961
+    //    maintenance = 0.005 × 62000 × 0.15    = 46.5
     assert_eq!(
         book.balance(),
         PaperBalance {
@@ -134,6 +135,7 @@ fn scripted_session_matches_the_hand_computation_exactly() {
             unrealized_pnl: dec!(223.185),
             equity: dec!(10289.3591),
             used_margin: dec!(1815.363),
+            maintenance_margin: dec!(46.5),
             available: dec!(8473.9961),
         }
     );
@@ -287,6 +289,7 @@ fn scripted_session_matches_the_hand_computation_exactly() {
             unrealized_pnl: dec!(0),
             equity: dec!(10260.2495315),
             used_margin: dec!(0),
+            maintenance_margin: dec!(0),
             available: dec!(10260.2495315),
         }
     );
@@ -774,6 +777,133 @@ fn funding_serializes_like_a_fill() {
 }
 
 #[test]
+fn a_long_is_liquidated_at_its_liquidation_price_before_its_stop_loss() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    book.set_tick_size(&eth(), dec!(0.01));
+    // Long 1 ETH at 3000, 10x: fill 3000 × 1.0002 = 3000.6 (on the tick),
+    //   fee 3000.6 × 0.0005 = 1.5003, margin 300.06; wallet 10000 − 1.5003 = 9998.4997.
+    book.market_order(order(eth(), Side::Buy, dec!(1), 10, dec!(3000)))
+        .unwrap();
+    // A stop below the liquidation price never gets its turn.
+    book.set_protection(&eth(), Some(dec!(3300)), Some(dec!(2600)))
+        .unwrap();
+    // liq = (3000.6 × 1 − 300.06) / (1 × 0.995) = 2700.54 / 0.995 = 2714.110552763… → 2714.11055276
+    assert_eq!(book.liquidation_price(&eth()), Some(dec!(2714.11055276)));
+    // At 2720 it survives; maintenance margin = 0.005 × 2720 × 1 = 13.6.
+    assert!(book.on_price(&eth(), dec!(2720), at(1)).is_empty());
+    assert_eq!(book.maintenance_margin(&eth()), Some(dec!(13.6)));
+    assert_eq!(book.balance().maintenance_margin, dec!(13.6));
+
+    // The price gaps to 2500, past the liquidation price and the stop: the venue's
+    // engine takes the position over at the liquidation price, not at 2500.
+    //   fill      = 2714.11055276 down to the tick = 2714.11 (no slippage)
+    //   fee       = 2714.11 × 0.0005             = 1.357055
+    //   realized  = (2714.11 − 3000.6) × 1       = −286.49
+    //   clearance = 0.005 × 2714.11 × 1          = 13.57055
+    //   wallet    = 9998.4997 − 1.357055 − 13.57055 − 286.49 = 9697.082095
+    // realized + clearance = −300.06055: the margin (300.06) is gone, plus the tick.
+    let fills = book.on_price(&eth(), dec!(2500), at(2));
+    assert_eq!(fills.len(), 1);
+    let fill = &fills[0];
+    assert_eq!(fill.reason, FillReason::Liquidation);
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fill.quantity, dec!(1));
+    assert_eq!(fill.price, dec!(2714.11));
+    assert_eq!(fill.fee, dec!(1.357055));
+    assert_eq!(fill.realized_pnl, dec!(-286.49));
+    assert_eq!(fill.liquidation_fee, dec!(13.57055));
+    assert_eq!(fill.position_after, None);
+    assert_eq!(fill.ts, at(2));
+    assert_eq!(book.position(&eth()), None);
+    assert_eq!(book.liquidation_price(&eth()), None);
+    assert_eq!(book.maintenance_margin(&eth()), None);
+    assert_eq!(book.last_price(&eth()), Some(dec!(2500)));
+    assert_eq!(book.wallet_balance(), dec!(9697.082095));
+    let json = serde_json::to_value(fill).unwrap();
+    assert_eq!(json["reason"], "liquidation");
+    assert_eq!(json["liquidation_fee"], "13.57055");
+}
+
+#[test]
+fn a_bar_that_reaches_a_short_liquidation_price_liquidates_before_the_take_profit() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    book.set_tick_size(&eth(), dec!(0.01));
+    // Short 2 ETH at 3000, 10x: fill 2999.4, fee 5998.8 × 0.0005 = 2.9994,
+    //   margin 599.88; wallet 10000 − 2.9994 = 9997.0006.
+    book.market_order(order(eth(), Side::Sell, dec!(2), 10, dec!(3000)))
+        .unwrap();
+    book.set_protection(&eth(), Some(dec!(2900)), Some(dec!(3400)))
+        .unwrap();
+    // liq = (2999.4 × 2 + 599.88) / (2 × 1.005) = 6598.68 / 2.01 = 3282.925373134… → 3282.92537313
+    assert_eq!(book.liquidation_price(&eth()), Some(dec!(3282.92537313)));
+    // The bar dips through the TP (2900) and spikes through the liquidation price,
+    // not the stop (3400). Which came first is unknown: the worse, liquidation, wins.
+    //   fill      = 3282.92537313 up to the tick (a BUY) = 3282.93
+    //   fee       = 3282.93 × 2 × 0.0005        = 6565.86 × 0.0005 = 3.28293
+    //   realized  = −(3282.93 − 2999.4) × 2      = −567.06
+    //   clearance = 0.005 × 6565.86              = 32.8293
+    //   wallet    = 9997.0006 − 3.28293 − 32.8293 − 567.06 = 9393.82837
+    let bar = candle(dec!(3000), dec!(3300), dec!(2850), dec!(3100));
+    let fills = book.on_candle(&eth(), &bar, at(3));
+    assert_eq!(fills.len(), 1);
+    let fill = &fills[0];
+    assert_eq!(fill.reason, FillReason::Liquidation);
+    assert_eq!(fill.side, Side::Buy);
+    assert_eq!(fill.price, dec!(3282.93));
+    assert_eq!(fill.fee, dec!(3.28293));
+    assert_eq!(fill.realized_pnl, dec!(-567.06));
+    assert_eq!(fill.liquidation_fee, dec!(32.8293));
+    assert_eq!(book.position(&eth()), None);
+    assert_eq!(book.last_price(&eth()), Some(dec!(3100)));
+    assert_eq!(book.wallet_balance(), dec!(9393.82837));
+}
+
+#[test]
+fn a_1x_long_is_never_liquidated() {
+    let mut book = PaperBook::new(dec!(1000), settings());
+    // 0.01 BTC at 60000, 1x: fill 60012, margin 600.12 = the whole entry notional.
+    book.market_order(order(btc(), Side::Buy, dec!(0.01), 1, dec!(60000)))
+        .unwrap();
+    assert_eq!(book.liquidation_price(&btc()), None);
+    // Down to one cent: no liquidation, the position is still there.
+    assert!(book.on_price(&btc(), dec!(0.01), at(1)).is_empty());
+    let bar = candle(dec!(0.02), dec!(0.02), dec!(0.01), dec!(0.01));
+    assert!(book.on_candle(&btc(), &bar, at(2)).is_empty());
+    assert_eq!(book.position(&btc()).unwrap().quantity, dec!(0.01));
+    // maintenance margin = 0.005 × 0.01 × 0.01 = 0.0000005
+    assert_eq!(book.maintenance_margin(&btc()), Some(dec!(0.0000005)));
+}
+
+#[test]
+fn a_liquidation_that_cannot_be_booked_changes_nothing() {
+    // A wallet at Decimal::MIN cannot pay the fees: the liquidation overflows, so the
+    // position stays open and the update returns no fill.
+    let position = PaperPosition {
+        symbol: eth(),
+        side: PositionSide::Short,
+        quantity: dec!(1),
+        entry_price: dec!(3000),
+        leverage: 10,
+        margin: dec!(300),
+        tp_price: None,
+        sl_price: None,
+        opened_at: at(0),
+        realized_pnl: dec!(0),
+    };
+    let mut book = PaperBook::restore(Decimal::MIN, vec![position], settings()).unwrap();
+    // liq = (3000 + 300) / 1.005 = 3283.58208955
+    assert_eq!(book.liquidation_price(&eth()), Some(dec!(3283.58208955)));
+    let before = book.clone();
+    assert!(book.on_price(&eth(), dec!(4000), at(1)).is_empty());
+    assert_eq!(book.position(&eth()), before.position(&eth()));
+    assert_eq!(book.wallet_balance(), Decimal::MIN);
+    // Absurd marks are reported, saturated, without panicking.
+    book.on_price(&eth(), Decimal::MAX, at(2));
+    assert!(book.balance().maintenance_margin > dec!(1e20));
+    assert_eq!(book.position(&eth()), before.position(&eth()));
+}
+
+#[test]
 fn fills_serialize_for_the_journal() {
     let mut book = PaperBook::new(dec!(10000), settings());
     let fill = book
@@ -825,13 +955,14 @@ fn random_orders_and_prices_keep_the_books_balanced() {
         FillReason::Flip,
         FillReason::TakeProfit,
         FillReason::StopLoss,
+        FillReason::Liquidation,
     ] {
         assert!(seen.contains(&reason), "{reason:?} never happened");
     }
 }
 
 /// Runs `steps` random operations (orders, some malformed; protections; closes; prices;
-/// candles) over three symbols and checks the book's invariants after each one.
+/// candles; funding) over three symbols and checks the book's invariants after each one.
 /// Returns the fill reasons seen.
 fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
     let symbols = [btc(), eth(), Symbol("SOLUSDT".into())];
@@ -839,8 +970,12 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
     let start = dec!(100000);
     let mut walk = Walk(seed);
     let mut book = PaperBook::new(start, settings());
+    // BTC and ETH fill on a tick grid, SOL only on the 8 places.
+    book.set_tick_size(&symbols[0], dec!(0.1));
+    book.set_tick_size(&symbols[1], dec!(0.01));
     let mut prices = bases;
-    let (mut fees, mut realized) = (Decimal::ZERO, Decimal::ZERO);
+    let (mut fees, mut liquidation_fees, mut realized, mut funding) =
+        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     let mut seen = HashSet::new();
 
     for step in 0..steps {
@@ -855,7 +990,8 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
         let ts = at(step);
         let before = book.clone();
 
-        let fills: Vec<PaperFill> = match walk.below(10) {
+        let kind = walk.below(11);
+        let fills: Vec<PaperFill> = match kind {
             0..=4 => {
                 let quantity = match walk.below(20) {
                     0 => dec!(0),
@@ -919,6 +1055,24 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
                 );
                 book.on_candle(&symbol, &bar, ts)
             }
+            8 => {
+                // A funding time: a rate in [−0.1 %, +0.1 %] at the current price.
+                let rate = walk.decimal(2001, 6) - dec!(0.001);
+                match book.apply_funding(&symbol, rate, price, ts) {
+                    Ok(Some(payment)) => {
+                        // A long pays a positive rate, a short receives it.
+                        let owed = -payment.side.sign() * payment.quantity * price * rate;
+                        assert_eq!(
+                            payment.amount,
+                            owed.round_dp_with_strategy(8, RoundingStrategy::MidpointAwayFromZero)
+                        );
+                        funding += payment.amount;
+                    }
+                    Ok(None) => assert!(before.position(&symbol).is_none()),
+                    Err(rejection) => panic!("funding refused: {rejection}"),
+                }
+                Vec::new()
+            }
             _ => book.on_price(&symbol, price, ts),
         };
 
@@ -928,17 +1082,37 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
             assert!(fill.price > Decimal::ZERO);
             assert_eq!(fill.ts, ts);
             assert_eq!(fill.position_after.as_ref(), book.position(&fill.symbol));
+            if fill.reason == FillReason::Liquidation {
+                assert!(fill.liquidation_fee > Decimal::ZERO);
+            } else {
+                assert_eq!(fill.liquidation_fee, Decimal::ZERO);
+            }
             fees += fill.fee;
+            liquidation_fees += fill.liquidation_fee;
             realized += fill.realized_pnl;
         }
 
-        // wallet = start − fees + realized PnL, exactly.
+        // After market data, no position is left beyond its liquidation price.
+        if matches!(kind, 7 | 9 | 10) {
+            if let (Some(position), Some(liquidation)) =
+                (book.position(&symbol), book.liquidation_price(&symbol))
+            {
+                let mark = book.last_price(&symbol).unwrap();
+                match position.side {
+                    PositionSide::Long => assert!(mark > liquidation, "step {step}"),
+                    PositionSide::Short => assert!(mark < liquidation, "step {step}"),
+                }
+            }
+        }
+
+        // wallet = start − fees − liquidation fees + realized PnL + funding, exactly.
         assert_eq!(
             book.wallet_balance(),
-            start - fees + realized,
+            start - fees - liquidation_fees + realized + funding,
             "step {step}"
         );
         let mut used_margin = Decimal::ZERO;
+        let mut maintenance_margin = Decimal::ZERO;
         let mut unrealized = Decimal::ZERO;
         for position in book.positions() {
             assert!(position.quantity > Decimal::ZERO);
@@ -948,9 +1122,12 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
             used_margin += position.margin;
             let mark = book.last_price(&position.symbol).unwrap();
             unrealized += position.unrealized_pnl(mark);
+            maintenance_margin += (mark * position.quantity * dec!(0.005))
+                .round_dp_with_strategy(8, RoundingStrategy::MidpointAwayFromZero);
         }
         let balance = book.balance();
         assert_eq!(balance.used_margin, used_margin);
+        assert_eq!(balance.maintenance_margin, maintenance_margin);
         assert_eq!(balance.unrealized_pnl, unrealized);
         assert_eq!(balance.equity, balance.wallet_balance + unrealized);
         assert_eq!(balance.available, balance.equity - used_margin);
