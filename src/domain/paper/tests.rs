@@ -11,15 +11,18 @@ use super::*;
 
 const START: i64 = 1_700_000_000;
 
-fn at(seconds: i64) -> DateTime<Utc> {
+/// `seconds` after the tests' fixed epoch.
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(START + seconds, 0).unwrap()
 }
 
-fn btc() -> Symbol {
+/// The BTC perpetual.
+pub(super) fn btc() -> Symbol {
     Symbol("BTCUSDT".into())
 }
 
-fn eth() -> Symbol {
+/// The ETH perpetual.
+pub(super) fn eth() -> Symbol {
     Symbol("ETHUSDT".into())
 }
 
@@ -34,7 +37,8 @@ fn settings() -> PaperSettings {
     }
 }
 
-fn order(
+/// A market order that may open (not reduce-only), at `at(0)`.
+pub(super) fn order(
     symbol: Symbol,
     side: Side,
     quantity: Decimal,
@@ -52,7 +56,8 @@ fn order(
     }
 }
 
-fn candle(open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> Candle {
+/// A one-minute bar at `at(0)`.
+pub(super) fn candle(open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> Candle {
     Candle {
         open_time: at(0),
         open,
