@@ -5,69 +5,118 @@
 //! # Entry points
 //! - [`PaperBook::new`] / [`PaperBook::restore`]: a fresh account, or the persisted
 //!   wallet balance and [`PaperPosition`]s after a restart (validated).
+//! - [`PaperBook::set_tick_size`]: a symbol's price tick, so fills land on its grid.
 //! - [`PaperBook::market_order`]: opens, increases, reduces, closes or flips a position
 //!   like the venue's one-way mode; returns a [`PaperFill`] or a [`PaperRejection`].
 //! - [`PaperBook::set_protection`] / [`PaperBook::close_position`]: TP/SL levels and an
 //!   explicit close.
-//! - [`PaperBook::on_price`] / [`PaperBook::on_candle`]: market data; closes positions
-//!   whose TP or SL is crossed.
+//! - [`PaperBook::on_price`] / [`PaperBook::on_candle`]: market data; liquidates
+//!   positions whose liquidation price is reached, then closes those whose TP or SL is
+//!   crossed.
+//! - [`PaperBook::apply_funding`]: books one funding payment; returns a
+//!   [`PaperFunding`].
 //! - [`PaperBook::balance`], [`PaperBook::positions`], [`PaperBook::position`],
-//!   [`PaperBook::wallet_balance`]: reads.
+//!   [`PaperBook::wallet_balance`], [`PaperBook::liquidation_price`],
+//!   [`PaperBook::maintenance_margin`]: reads.
 //!
 //! # Invariants
 //! - At most one position per symbol; every position has `quantity > 0`,
 //!   `entry_price > 0`, `leverage >= 1`, `margin >= 0`.
-//! - `wallet_balance == starting balance - Σ fill.fee + Σ fill.realized_pnl`, exactly:
-//!   each fill's amounts are rounded once and then added without further rounding.
+//! - `wallet_balance == starting balance − Σ fill.fee − Σ fill.liquidation_fee
+//!   + Σ fill.realized_pnl + Σ funding.amount`, exactly: each amount is rounded once
+//!   and then added without further rounding.
 //! - A rejection moves no money and changes no position. (A valid `last_price` handed
 //!   in with the call is still recorded: it is market information, not a trade.)
 //! - `balance()` values: equity = wallet + Σ unrealized PnL at the last price each
-//!   symbol was given; available = equity - Σ margin.
+//!   symbol was given; available = equity − Σ margin; maintenance margin = Σ mmr ×
+//!   notional at those prices.
+//! - After [`PaperBook::on_price`] / [`PaperBook::on_candle`] for a symbol, its
+//!   position (if any) is on the safe side of its liquidation price (unless the
+//!   liquidation overflowed: then nothing is booked and the position stays open).
 //! - Nothing panics on outside numbers: arithmetic fed by prices and quantities is
 //!   checked and overflow becomes [`PaperRejection::Overflow`].
 //!
 //! # Prices, fees and rounding
 //! - Fill price = reference price × (1 + slippage_bps/10 000) for a BUY and
-//!   × (1 − slippage_bps/10 000) for a SELL: always against the trader.
-//! - Fee = fill price × quantity × fee_bps/10 000, charged to the wallet on every fill.
+//!   × (1 − slippage_bps/10 000) for a SELL, then, when the symbol has a tick
+//!   ([`PaperBook::set_tick_size`]), moved onto the tick grid up for a BUY and down for
+//!   a SELL: always against the trader. A SELL that rounds to zero is refused.
+//! - Fee = fill price × quantity × fee rate, charged to the wallet on every fill. Every
+//!   fill the book makes is a market execution (market orders, closes, TP/SL, i.e.
+//!   stop-market triggers, and liquidations), so it pays the taker rate `fee_bps`;
+//!   `maker_fee_bps` is carried for resting orders, which the book does not have yet
+//!   ([`Liquidity`], [`PaperSettings::fee_bps_for`]).
 //! - Realized PnL = sign × (fill − entry) × closed quantity (sign +1 long, −1 short),
 //!   before fees, credited to the wallet.
 //! - Margin = notional / leverage (isolated initial margin); a reduce releases it pro
 //!   rata; an increase re-expresses the position's margin at the order's leverage
 //!   (one leverage per symbol, as on the venue) and adds added notional / leverage.
-//! - Every booked amount (fill price, fee, realized PnL, margin, average entry) is
-//!   rounded to 8 decimal places, half away from zero. Quantities are never rounded
-//!   here; tick and step rounding belongs to the instrument rules (a later task).
+//! - Every booked amount (fill price, fee, clearance fee, realized PnL, funding,
+//!   margin, average entry, liquidation price) is rounded to 8 decimal places, half
+//!   away from zero. A tick finer than 8 places is honoured only up to those 8 places.
+//!   Quantities are never rounded here; step rounding belongs to the instrument rules.
 //!
 //! # TP/SL
-//! Checked only on [`PaperBook::on_price`] and [`PaperBook::on_candle`]. A triggered
-//! level closes the whole position at market: the observed price with slippage against
-//! the trader (for a candle, the level itself, or the open if the bar opened beyond it).
-//! A long's levels satisfy tp > entry > sl when set, so one price cannot cross both;
-//! a candle (or any update spanning a range) can. When both could have triggered in one
-//! update, the stop-loss wins: the book cannot know which came first and assumes the
-//! worse. The protection disappears with the position; increases and partial reduces
-//! keep it; a flip starts the new position unprotected.
+//! Checked only on [`PaperBook::on_price`] and [`PaperBook::on_candle`], after the
+//! liquidation check. A triggered level closes the whole position at market: the
+//! observed price with slippage against the trader (for a candle, the level itself, or
+//! the open if the bar opened beyond it). A long's levels satisfy tp > entry > sl when
+//! set, so one price cannot cross both; a candle (or any update spanning a range) can.
+//! When both could have triggered in one update, the stop-loss wins: the book cannot
+//! know which came first and assumes the worse. The protection disappears with the
+//! position; increases and partial reduces keep it; a flip starts the new position
+//! unprotected.
+//!
+//! # Funding
+//! [`PaperBook::apply_funding`] books `quantity × mark × rate` (8 places) on an open
+//! position: a long pays a positive rate and a short receives it; a negative rate is
+//! the mirror. The book has no clock: the caller decides when a funding time is reached
+//! and with which rate and mark, and calls it once per symbol and funding time; the
+//! book only books. The payment moves the wallet, not the position's margin (a real
+//! venue in isolated mode takes it from the position's margin, which moves the
+//! liquidation price a little; ours stays put).
+//!
+//! # Maintenance margin and liquidation
+//! Each position is an isolated-margin position with one maintenance-margin rate
+//! `mmr` ([`PaperSettings::maintenance_margin_rate`]). Its maintenance margin at a mark
+//! is mmr × mark × quantity; it is liquidated when margin + unrealized PnL falls to it,
+//! i.e. at the liquidation price ([`PaperPosition::liquidation_price`], 8 places):
+//! - long:  `(entry × q − margin) / (q × (1 − mmr))`, reached when price ≤ it;
+//! - short: `(entry × q + margin) / (q × (1 + mmr))`, reached when price ≥ it;
+//! - none when it would not be positive (a 1x long is never liquidated before zero).
+//!
+//! Every [`PaperBook::on_price`] / [`PaperBook::on_candle`] checks it before TP/SL (a
+//! candle by its low for a long and its high for a short; a bar that also crossed a
+//! TP/SL level is liquidated: the worse is assumed). The venue's liquidation engine then
+//! takes the whole position over at the liquidation price, on the tick against the
+//! trader, without slippage, even when the price gapped beyond it. The fill
+//! ([`FillReason::Liquidation`]) carries the taker fee in `fee`, the PnL realized at
+//! that price, and in `liquidation_fee` a clearance fee equal to the maintenance margin
+//! left, mmr × fill price × quantity (8 places). Realized PnL + clearance fee is then
+//! minus the position's margin (give or take the tick and the 8-place rounding): a liquidated position loses its
+//! margin plus the taker fee, never more, and the other positions are not touched.
+//!
+//! Real venues differ: maintenance rates are tiered by notional bracket (with a
+//! maintenance amount per bracket), and the engine closes at the bankruptcy price, the
+//! insurance fund keeping what is left of the margin. Ours is one rate and one price,
+//! which gives the same loss for the trader at the liquidation price. Like TP/SL,
+//! liquidation is checked only on market data, not when an order is placed.
 //!
 //! # Persistence
 //! The daemon stores [`PaperBook::wallet_balance`] and [`PaperBook::positions`] (serde:
 //! decimals as strings, sides and reasons in lowercase) and rebuilds the book with
-//! [`PaperBook::restore`]. Marks are not stored: a restored symbol is marked at its
-//! entry until the first [`PaperBook::on_price`], which also fires any TP/SL crossed
-//! while the daemon was down.
+//! [`PaperBook::restore`]. Marks and ticks are not stored: a restored symbol is marked
+//! at its entry until the first [`PaperBook::on_price`], which also fires any
+//! liquidation or TP/SL crossed while the daemon was down; ticks are set again with
+//! [`PaperBook::set_tick_size`].
 //!
-//! # Not yet modelled (later task: funding and liquidation)
-//! - Funding: a future `apply_funding(symbol, rate, mark, ts)` debits or credits the
-//!   wallet and reports it; the wallet invariant then gains a `- Σ funding` term.
-//! - Liquidation: every price update already goes through one trigger check
-//!   ([`PaperBook::on_price`] / [`PaperBook::on_candle`] → `trigger`). Liquidation adds a
-//!   maintenance-margin rate to [`PaperSettings`] (`#[serde(default)]`, so stored
-//!   settings still load), a check there that runs before TP/SL (margin + unrealized PnL
-//!   < maintenance margin of the notional), and a `Liquidation` fill/close reason. Until
-//!   then a losing position is never force-closed and the wallet can go negative.
-//!
+//! [`FillReason::Liquidation`]: crate::domain::paper::FillReason::Liquidation
+//! [`Liquidity`]: crate::domain::paper::Liquidity
+//! [`PaperBook::apply_funding`]: crate::domain::paper::PaperBook::apply_funding
 //! [`PaperBook::balance`]: crate::domain::paper::PaperBook::balance
 //! [`PaperBook::close_position`]: crate::domain::paper::PaperBook::close_position
+//! [`PaperBook::liquidation_price`]: crate::domain::paper::PaperBook::liquidation_price
+//! [`PaperBook::maintenance_margin`]: crate::domain::paper::PaperBook::maintenance_margin
 //! [`PaperBook::market_order`]: crate::domain::paper::PaperBook::market_order
 //! [`PaperBook::new`]: crate::domain::paper::PaperBook::new
 //! [`PaperBook::on_candle`]: crate::domain::paper::PaperBook::on_candle
@@ -76,17 +125,24 @@
 //! [`PaperBook::positions`]: crate::domain::paper::PaperBook::positions
 //! [`PaperBook::restore`]: crate::domain::paper::PaperBook::restore
 //! [`PaperBook::set_protection`]: crate::domain::paper::PaperBook::set_protection
+//! [`PaperBook::set_tick_size`]: crate::domain::paper::PaperBook::set_tick_size
 //! [`PaperBook::wallet_balance`]: crate::domain::paper::PaperBook::wallet_balance
 //! [`PaperFill`]: crate::domain::paper::PaperFill
+//! [`PaperFunding`]: crate::domain::paper::PaperFunding
+//! [`PaperPosition::liquidation_price`]: crate::domain::paper::PaperPosition::liquidation_price
 //! [`PaperPosition`]: crate::domain::paper::PaperPosition
-//! [`PaperRejection`]: crate::domain::paper::PaperRejection
 //! [`PaperRejection::Overflow`]: crate::domain::paper::PaperRejection::Overflow
+//! [`PaperRejection`]: crate::domain::paper::PaperRejection
+//! [`PaperSettings::fee_bps_for`]: crate::domain::paper::PaperSettings::fee_bps_for
+//! [`PaperSettings::maintenance_margin_rate`]: crate::domain::paper::PaperSettings::maintenance_margin_rate
 //! [`PaperSettings`]: crate::domain::paper::PaperSettings
 
 mod fill;
 mod money;
 mod position;
 mod rejection;
+#[cfg(test)]
+mod scripted;
 mod settings;
 #[cfg(test)]
 mod tests;
