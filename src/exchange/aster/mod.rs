@@ -13,6 +13,8 @@
 
 /// Public market-data client and its retry policy.
 pub mod market;
+/// Request signing: HMAC (API key) and wallet-signer (EIP-191) modes, and their credentials.
+pub mod sign;
 /// Serde shapes of the venue's JSON and their translation into vibex values.
 pub mod wire;
 
