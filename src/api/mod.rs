@@ -122,6 +122,7 @@ impl ListQuery {
             symbol,
             status: self.status.clone(),
             action: self.action.clone(),
+            kind: None,
             since: self.since,
             until: self.until,
             limit,
