@@ -1,7 +1,8 @@
 //! The migrations build the whole schema on a real PostgreSQL, and the diesel schema
 //! matches it (every table is read through diesel); the live-execution migration reverts
 //! cleanly; live fills and income events reported twice are stored once; the new lists
-//! filter as the API needs.
+//! filter as the API needs, and the HTTP API serves them (`/orders/{id}`, `/income`,
+//! `/reconciliation`) from a real server.
 
 mod common;
 
@@ -509,4 +510,194 @@ fn an_order_is_found_with_its_lifecycle_by_id_or_client_order_id() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A real HTTP server with the API routes over `url`, for the configured accounts `a1`
+/// and `a2` (no account actor runs: these routes only read the database).
+async fn api_server(url: &str, dir: &std::path::Path) -> String {
+    use actix::prelude::*;
+    use vibex::actors::{event_bus::EventBus, recorder::Recorder, supervisor::Supervisor};
+    let yaml = dir.join("accounts.yaml");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "").unwrap();
+    std::fs::write(
+        &yaml,
+        "accounts:\n  - {id: a1, llm_model: builtin/hold, assets: [BTC], interval: 5m}\n  \
+         - {id: a2, llm_model: builtin/hold, assets: [ETH], interval: 5m}\n",
+    )
+    .unwrap();
+    let settings = vibex::config::load_with_env(
+        &vibex::config::LoadOptions {
+            config_file: Some(empty.clone()),
+            accounts_file: Some(yaml),
+            dotenv_file: Some(empty),
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let log = slog::Logger::root(slog::Discard, slog::o!());
+    let pool = db::connect(url, 4).unwrap();
+    let (rec_pool, rec_dir, rec_log) = (pool.clone(), dir.to_path_buf(), log.clone());
+    let recorder = SyncArbiter::start(1, move || {
+        Recorder::new(rec_pool.clone(), rec_dir.clone(), rec_log.clone())
+    });
+    let bus = EventBus::new(log.clone()).start();
+    let mut idle = settings.clone();
+    idle.accounts.clear();
+    let supervisor = Supervisor::build(&idle, bus.clone(), recorder, &log, &log, &log)
+        .unwrap()
+        .start();
+    let state = vibex::api::ApiState {
+        pool,
+        supervisor,
+        bus,
+        accounts: std::sync::Arc::new(settings.accounts),
+        ws_ping_interval: std::time::Duration::from_secs(30),
+        ws_client_timeout: std::time::Duration::from_secs(75),
+        log,
+    };
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(actix_web::web::Data::new(state.clone()))
+            .configure(vibex::api::configure)
+            .default_service(actix_web::web::route().to(vibex::api::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let base = format!("http://{}", server.addrs()[0]);
+    actix_rt::spawn(server.run());
+    base
+}
+
+async fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let mut resp = awc::Client::default()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.body().await.unwrap();
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body:?}"));
+    (resp.status().as_u16(), json)
+}
+
+#[actix_rt::test]
+async fn the_api_serves_order_lifecycles_income_and_reconciliation() {
+    let (tdb, mut conn) = migrated();
+    let order_id = Uuid::now_v7();
+    let order = OrderRow {
+        id: order_id,
+        account_id: "a1".into(),
+        cycle_id: None,
+        decision_id: None,
+        client_order_id: "vx-a1-0042".into(),
+        venue_order_id: Some("778899".into()),
+        symbol: "BTCUSDT".into(),
+        side: "SELL".into(),
+        order_type: "STOP_MARKET".into(),
+        quantity: Some(dec!(0.01)),
+        price: None,
+        stop_price: Some(dec!(58000)),
+        reduce_only: true,
+        close_position: false,
+        status: "NEW".into(),
+        filled_quantity: dec!(0),
+        avg_fill_price: None,
+        reject_reason: None,
+        created_at: at(1),
+        updated_at: at(1),
+    };
+    let batch = ExecutionBatch {
+        orders: vec![order],
+        order_events: vec![NewOrderEvent {
+            ts: at(1),
+            order_id,
+            account_id: "a1".into(),
+            cycle_id: None,
+            status: "NEW".into(),
+            detail: serde_json::json!({"stop_price": "58000"}),
+        }],
+        income: vec![
+            income("a1", "FUNDING_FEE", Some("BTCUSDT"), Some("1"), at(1)),
+            income("a1", "COMMISSION", Some("BTCUSDT"), Some("2"), at(2)),
+            income("a2", "FUNDING_FEE", Some("ETHUSDT"), Some("3"), at(3)),
+        ],
+        reconciliation: vec![
+            reconciliation("a1", "position_adopted", "BTCUSDT", at(1)),
+            reconciliation("a2", "order_missing", "ETHUSDT", at(2)),
+        ],
+        ..ExecutionBatch::default()
+    };
+    queries::record_execution(&mut conn, &batch).unwrap();
+    diesel::sql_query(
+        "INSERT INTO positions (id, account_id, symbol, side, quantity, entry_price, leverage, \
+         margin, liquidation_price, status, opened_at, updated_at) VALUES (gen_random_uuid(), \
+         'a1', 'BTCUSDT', 'long', 0.01, 60000, 2, 300, 45000.5, 'open', now(), now())",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = api_server(&tdb.url, tmp.path()).await;
+
+    let (status, body) = get(&base, "/positions?account_id=a1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["origin"], "vibex");
+    assert_eq!(body["items"][0]["liquidation_price"], "45000.5");
+
+    for key in [order_id.to_string(), "vx-a1-0042".to_string()] {
+        let (status, body) = get(&base, &format!("/orders/{key}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], order_id.to_string());
+        assert_eq!(body["client_order_id"], "vx-a1-0042");
+        assert_eq!(body["events"][0]["status"], "NEW");
+        assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    }
+    let (status, body) = get(&base, "/orders/vx-nope").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"vx-nope\""),
+        "{body}"
+    );
+
+    let (status, body) = get(&base, "/income?account_id=a1&kind=funding_fee").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["items"][0]["kind"], "FUNDING_FEE");
+    assert_eq!(body["items"][0]["amount"], "-0.1234");
+    let (_, body) = get(&base, "/income?symbol=BTC&limit=1").await;
+    assert_eq!(
+        body["items"][0]["venue_tran_id"], "2",
+        "newest first: {body}"
+    );
+    let (_, body) = get(&base, "/income?since=2026-11-26T12:02:00Z").await;
+    assert_eq!(body["count"], 2, "{body}");
+    let (status, body) = get(&base, "/income?kind=AIRDROP").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("REALIZED_PNL, FUNDING_FEE, COMMISSION, LIQUIDATION_FEE, TRANSFER, OTHER")
+            && message.contains("AIRDROP"),
+        "{message}"
+    );
+    let (status, body) = get(&base, "/income?account_id=ghost").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "account_not_found");
+
+    let (status, body) = get(&base, "/reconciliation?account_id=a2").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 1);
+    assert_eq!(body["items"][0]["kind"], "order_missing");
+    let (_, body) = get(&base, "/reconciliation?kind=position_adopted").await;
+    assert_eq!(body["items"][0]["account_id"], "a1", "{body}");
+    assert_eq!(body["count"], 1);
+    let (status, body) = get(&base, "/reconciliation?kind=drop%20table").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = get(&base, "/reconciliation?account_id=ghost").await;
+    assert_eq!(status, 404);
 }
