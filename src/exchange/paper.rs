@@ -735,6 +735,7 @@ impl PaperVenue {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
+            venue_trade_id: None,
         });
     }
 
@@ -798,6 +799,8 @@ impl PaperVenue {
             closed_at,
             opened_cycle_id: meta.opened_cycle,
             updated_at: now,
+            liquidation_price: None,
+            origin: PositionRow::ORIGIN_VIBEX.to_string(),
         }
     }
 }
