@@ -31,14 +31,7 @@ const RECV_WINDOW_MS: u64 = 5_000;
 const NONCE_US: u64 = 1_749_545_309_665_123;
 
 fn config() -> AsterConfig {
-    AsterConfig {
-        base_url: "https://fapi.asterdex.com".into(),
-        api_key: Secret::default(),
-        api_secret: Secret::default(),
-        user: None,
-        signer: None,
-        private_key: Secret::default(),
-    }
+    AsterConfig::default()
 }
 
 fn credentials(cfg: AsterConfig) -> Credentials {

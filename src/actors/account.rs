@@ -198,12 +198,20 @@ impl Account {
                 }
                 snapshots.push(snap);
             }
-            // 2. Account state (the paper venue is its own truth; live reconciliation
-            //    plugs in here).
+            // 2. Account state: the paper venue is its own truth; a live venue is
+            //    reconciled with the exchange first (exchange authoritative).
             let view = execution
-                .send(GetExecutionView)
+                .send(GetExecutionView {
+                    reconcile: Some(cycle_id),
+                    rules: rules.clone(),
+                })
                 .await
                 .map_err(|e| CycleError::ChildDied(format!("execution actor: {e}")))?;
+            if let Some(e) = &view.venue_error {
+                return Err(CycleError::Skipped(format!(
+                    "the venue could not be reconciled: {e}"
+                )));
+            }
             // 3. Decisions through the risk rules.
             let approved = decision
                 .send(Decide {
@@ -434,7 +442,7 @@ impl Handler<GetAccountStatus> for Account {
         let decision = self.decision.clone();
         Box::pin(async move {
             if let Some(exec) = execution {
-                if let Ok(view) = exec.send(GetExecutionView).await {
+                if let Ok(view) = exec.send(GetExecutionView::default()).await {
                     status.balance = Some(view.account);
                 }
             }
@@ -462,7 +470,7 @@ impl Handler<Drain> for Account {
             // Price ticks queued before the hubs stopped are processed (and their
             // writes sent to the Recorder) before the account reports drained.
             if let Some(exec) = execution {
-                let _ = exec.send(GetExecutionView).await;
+                let _ = exec.send(GetExecutionView::default()).await;
             }
         })
     }

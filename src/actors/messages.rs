@@ -263,10 +263,25 @@ pub struct ApprovedDecision {
 
 // ---- ExecutionActor ----------------------------------------------------------------
 
-/// The account's balance and positions now, plus last trade times.
-#[derive(Message)]
+/// The account's balance and positions now, plus last trade times. With a cycle, a
+/// live venue is reconciled with the exchange first (the cycle's step 2).
+#[derive(Message, Default)]
 #[rtype(result = "ExecutionView")]
-pub struct GetExecutionView;
+pub struct GetExecutionView {
+    /// Reconcile with the venue for this cycle before answering (live accounts).
+    pub reconcile: Option<CycleId>,
+    /// The symbols' trading rules (for orders reconciliation places).
+    pub rules: HashMap<Symbol, SymbolRules>,
+}
+
+/// Cancel every open order and close every position of the account (the kill switch
+/// and the API call it). Answers what could not be done.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct CloseAll {
+    /// Why (recorded with the orders).
+    pub reason: String,
+}
 
 /// What [`GetExecutionView`] answers.
 #[derive(Clone, Debug)]
@@ -283,6 +298,9 @@ pub struct ExecutionView {
     pub recent_diary: Vec<DiaryEntryRow>,
     /// Equity at the first valuation of the current UTC day.
     pub day_start_equity: Option<Decimal>,
+    /// Why the venue could not be reconciled, when it could not (the cycle is skipped:
+    /// no decision is taken on a book that may be wrong).
+    pub venue_error: Option<String>,
 }
 
 /// Execute approved decisions, then record the cycle's equity.

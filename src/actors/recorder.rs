@@ -82,6 +82,11 @@ pub struct StoredAccount {
     pub day_start_equity: Option<rust_decimal::Decimal>,
     /// Model spending since 00:00 UTC.
     pub llm_cost_today: rust_decimal::Decimal,
+    /// Exit plans of the working orders' decisions, by client order id (a live entry
+    /// whose answer was lost gets its TP/SL from here).
+    pub plans: std::collections::HashMap<String, crate::exchange::live::EntryPlan>,
+    /// Time of the newest income record.
+    pub last_income: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How many recent fills and diary entries an account keeps at hand (prompt context).
@@ -276,6 +281,32 @@ impl Handler<LoadAccount> for Recorder {
             queries::first_equity_since(&mut conn, id, today).map_err(|e| e.to_string())?;
         let llm_cost_today =
             queries::llm_cost_since(&mut conn, id, today).map_err(|e| e.to_string())?;
+        let decision_ids: Vec<uuid::Uuid> = working_orders
+            .iter()
+            .filter_map(|o| o.decision_id)
+            .collect();
+        let by_decision: std::collections::HashMap<_, _> =
+            queries::decision_plans(&mut conn, &decision_ids)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(id, tp, sl, words)| (id, (tp, sl, words)))
+                .collect();
+        let plans = working_orders
+            .iter()
+            .filter(|o| o.order_type == "MARKET" && !o.reduce_only)
+            .filter_map(|o| {
+                let (tp, sl, words) = by_decision.get(&o.decision_id?)?.clone();
+                Some((
+                    o.client_order_id.clone(),
+                    crate::exchange::live::EntryPlan {
+                        tp_price: tp,
+                        sl_price: sl,
+                        exit_plan: words,
+                    },
+                ))
+            })
+            .collect();
+        let last_income = queries::last_income_time(&mut conn, id).map_err(|e| e.to_string())?;
         Ok(StoredAccount {
             account,
             positions,
@@ -285,6 +316,8 @@ impl Handler<LoadAccount> for Recorder {
             recent_diary,
             day_start_equity,
             llm_cost_today,
+            plans,
+            last_income,
         })
     }
 }

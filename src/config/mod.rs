@@ -390,6 +390,24 @@ pub struct AsterConfig {
     pub ws_url: String,
 }
 
+impl Default for AsterConfig {
+    /// The public AsterDEX venue, no credentials, default signing settings.
+    fn default() -> Self {
+        AsterConfig {
+            base_url: DEFAULT_ASTERDEX_BASE_URL.to_string(),
+            api_key: Secret::default(),
+            api_secret: Secret::default(),
+            user: None,
+            signer: None,
+            private_key: Secret::default(),
+            signing: None,
+            recv_window_ms: DEFAULT_RECV_WINDOW_MS,
+            margin_type: MarginType::Isolated,
+            ws_url: DEFAULT_ASTERDEX_WS_URL.to_string(),
+        }
+    }
+}
+
 /// OpenAI-compatible model endpoint of one account.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpenRouterConfig {

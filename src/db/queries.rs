@@ -170,7 +170,8 @@ pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> Quer
         for order in &batch.orders {
             diesel::insert_into(orders::table)
                 .values(order)
-                .on_conflict(orders::id)
+                // The client order id is the idempotency key: one row per order.
+                .on_conflict(orders::client_order_id)
                 .do_update()
                 .set(order)
                 .execute(conn)?;
@@ -343,10 +344,48 @@ pub fn open_positions(conn: &mut PgConnection, account: &str) -> QueryResult<Vec
 }
 
 /// Working (not yet final) orders of an account, e.g. resting TP/SL.
+/// Order statuses that still need following: working on the venue, written before
+/// sending (`PENDING_NEW`), or of unknown outcome (`UNKNOWN`).
+pub const WORKING_STATUSES: [&str; 4] = ["NEW", "PARTIALLY_FILLED", "PENDING_NEW", "UNKNOWN"];
+
+/// A decision's exit plan: (decision id, TP, SL, the plan in words).
+pub type DecisionPlan = (uuid::Uuid, Option<Decimal>, Option<Decimal>, String);
+
+/// The exit plans of the decisions behind `decision_ids`.
+pub fn decision_plans(
+    conn: &mut PgConnection,
+    decision_ids: &[uuid::Uuid],
+) -> QueryResult<Vec<DecisionPlan>> {
+    if decision_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    decisions::table
+        .filter(decisions::id.eq_any(decision_ids))
+        .select((
+            decisions::id,
+            decisions::tp_price,
+            decisions::sl_price,
+            decisions::exit_plan,
+        ))
+        .load(conn)
+}
+
+/// Time of the newest income record of `account`.
+pub fn last_income_time(
+    conn: &mut PgConnection,
+    account: &str,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    income_events::table
+        .filter(income_events::account_id.eq(account))
+        .select(diesel::dsl::max(income_events::ts))
+        .first(conn)
+}
+
+/// Working orders of `account` (see [`WORKING_STATUSES`]), oldest first.
 pub fn working_orders(conn: &mut PgConnection, account: &str) -> QueryResult<Vec<OrderRow>> {
     orders::table
         .filter(orders::account_id.eq(account))
-        .filter(orders::status.eq_any(["NEW", "PARTIALLY_FILLED"]))
+        .filter(orders::status.eq_any(WORKING_STATUSES))
         .order(orders::created_at.asc())
         .select(OrderRow::as_select())
         .load(conn)

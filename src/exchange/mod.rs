@@ -4,6 +4,8 @@
 pub mod aster;
 /// Venue errors (transport, timeouts, refusals, rate limits, bans, bad answers).
 pub mod error;
+/// The live AsterDEX venue of one account (orders, user stream, reconciliation).
+pub mod live;
 /// The paper venue: simulated account plus order and position bookkeeping.
 pub mod paper;
 /// Reconciliation rules: vibex's book against the venue's (venue authoritative).

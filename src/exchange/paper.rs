@@ -617,6 +617,76 @@ impl PaperVenue {
         booked
     }
 
+    /// The wallet balance (deposits − fees + realized PnL ± funding).
+    pub fn wallet_balance(&self) -> Decimal {
+        self.book.wallet_balance()
+    }
+
+    /// Closes every position at its last price and cancels every resting order (the
+    /// "close all" of the kill switch and the API).
+    pub fn close_all(&mut self, why: &str, now: DateTime<Utc>) -> ExecutionBatch {
+        let mut batch = ExecutionBatch::default();
+        let positions: Vec<PaperPosition> = self.book.positions().cloned().collect();
+        for p in positions {
+            let price = self.book.last_price(&p.symbol).unwrap_or(p.entry_price);
+            let cycle = CycleId::new();
+            let mut order = OrderRow {
+                id: Uuid::now_v7(),
+                account_id: self.account_id.to_string(),
+                cycle_id: Some(cycle.0),
+                decision_id: None,
+                client_order_id: ClientOrderId::derive(
+                    &self.account_id,
+                    cycle,
+                    &p.symbol.asset(),
+                    OrderLeg::Exit,
+                )
+                .to_string(),
+                venue_order_id: None,
+                symbol: p.symbol.to_string(),
+                side: p.side.exit_side().as_str().to_string(),
+                order_type: MARKET.into(),
+                quantity: Some(p.quantity),
+                price: None,
+                stop_price: None,
+                reduce_only: true,
+                close_position: false,
+                status: "NEW".into(),
+                filled_quantity: Decimal::ZERO,
+                avg_fill_price: None,
+                reject_reason: None,
+                created_at: now,
+                updated_at: now,
+            };
+            match self.book.close_position(
+                &p.symbol,
+                price,
+                now,
+                crate::domain::paper::CloseReason::Close,
+            ) {
+                Ok(fill) => {
+                    set_status(&mut batch, &mut order, "NEW", now, json!({"reason": why}));
+                    self.filled(&mut batch, &mut order, &fill, Some(cycle.0));
+                    batch.orders.push(order);
+                    self.closed(&mut batch, &p, &fill, now, why);
+                    self.last_trades.insert(p.symbol.clone(), now);
+                }
+                Err(rej) => {
+                    reject(&mut batch, &mut order, &rej.to_string(), now);
+                    batch.orders.push(order);
+                }
+            }
+        }
+        for (_, orders) in std::mem::take(&mut self.protection) {
+            for mut o in orders {
+                set_status(&mut batch, &mut o, "CANCELED", now, json!({"reason": why}));
+                batch.orders.push(o);
+            }
+        }
+        batch.paper_wallet = Some((self.account_id.to_string(), self.book.wallet_balance()));
+        batch
+    }
+
     /// The tick size of `symbol`, for rounding fills (from the venue's rules).
     pub fn set_tick_size(&mut self, symbol: &Symbol, tick: Decimal) {
         self.book.set_tick_size(symbol, tick);
@@ -805,7 +875,8 @@ impl PaperVenue {
     }
 }
 
-fn set_status(
+/// Sets an order's status and records the step in its lifecycle.
+pub(crate) fn set_status(
     batch: &mut ExecutionBatch,
     order: &mut OrderRow,
     status: &str,
@@ -824,7 +895,13 @@ fn set_status(
     });
 }
 
-fn reject(batch: &mut ExecutionBatch, order: &mut OrderRow, reason: &str, now: DateTime<Utc>) {
+/// Marks an order refused (with the reason) and records the step.
+pub(crate) fn reject(
+    batch: &mut ExecutionBatch,
+    order: &mut OrderRow,
+    reason: &str,
+    now: DateTime<Utc>,
+) {
     order.reject_reason = Some(reason.to_string());
     set_status(batch, order, "REJECTED", now, json!({"reason": reason}));
 }

@@ -624,14 +624,7 @@ mod tests {
     }
 
     fn config() -> AsterConfig {
-        AsterConfig {
-            base_url: "https://fapi.asterdex.com".into(),
-            api_key: Secret::default(),
-            api_secret: Secret::default(),
-            user: None,
-            signer: None,
-            private_key: Secret::default(),
-        }
+        AsterConfig::default()
     }
 
     fn hmac_config() -> AsterConfig {
