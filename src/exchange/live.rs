@@ -1027,29 +1027,18 @@ impl LiveVenue {
                 wallet_balance,
                 positions,
             } => {
+                // Balances are taken at once. Position changes the venue made on its own
+                // (a close by hand, a liquidation) are corrected by the next
+                // reconciliation, so that every such correction is recorded as one;
+                // fills of vibex's own orders arrive as ORDER_TRADE_UPDATE.
                 if let Some(w) = wallet_balance {
                     self.balance.wallet_balance = w;
                 }
-                for (symbol, amount, entry) in positions {
-                    if amount.is_zero() && self.positions.contains_key(&symbol) {
-                        let why = format!("closed on the venue ({reason})");
-                        let mark = self.marks.get(&symbol).copied();
-                        self.closed_local(&symbol, mark, &why, journal);
-                        self.cancel_protection(&symbol, &why, journal).await;
-                    } else if let Some(row) = self.positions.get_mut(&symbol) {
-                        if row.quantity != amount.abs() || row.entry_price != entry {
-                            row.quantity = amount.abs();
-                            row.entry_price = entry;
-                            row.updated_at = Utc::now();
-                            let row = row.clone();
-                            journal.commit(
-                                ExecutionBatch {
-                                    positions: vec![row],
-                                    ..Default::default()
-                                },
-                                None,
-                            );
-                        }
+                for (symbol, amount, _) in &positions {
+                    if let Some(mark) = self.marks.get(symbol) {
+                        slog::debug!(self.log, "position update from the venue";
+                            "symbol" => %symbol, "amount" => %amount, "mark" => %mark,
+                            "reason" => &reason);
                     }
                 }
                 journal.publish(
