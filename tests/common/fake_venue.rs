@@ -1,19 +1,30 @@
-//! A loopback fake of AsterDEX's public futures endpoints, speaking the real wire
-//! format, for tests that must not touch the internet.
+//! A loopback fake of AsterDEX's futures API, speaking the real wire format, for tests
+//! that must not touch the internet: the public market data here, the signed trading
+//! API and the user data stream in the child module [`fake_trading`].
 //!
 //! Entry points: [`FakeVenue::start`] (an actix-web server on `127.0.0.1:0`, on its own
 //! thread with its own `actix_rt::System`, so it works under any test runtime, sync or
-//! async), [`FakeVenue::base_url`], and the controls: [`FakeVenue::set_price`],
-//! [`FakeVenue::clear_price_override`], [`FakeVenue::fail_next`],
-//! [`FakeVenue::set_down`], [`FakeVenue::rate_limit_next`], [`FakeVenue::requests`],
-//! [`FakeVenue::request_log`]. Dropping the value stops the server.
+//! async, plus a 100 ms tick thread for conditional orders), [`FakeVenue::base_url`],
+//! [`FakeVenue::ws_base_url`], and the controls: [`FakeVenue::set_price`],
+//! [`FakeVenue::clear_price_override`], [`FakeVenue::set_clock_offset_ms`],
+//! [`FakeVenue::fail_next`], [`FakeVenue::set_down`], [`FakeVenue::rate_limit_next`],
+//! [`FakeVenue::inject`], [`FakeVenue::hold_order_replies`], [`FakeVenue::requests`],
+//! [`FakeVenue::request_log`]; the trading hooks are documented in [`fake_trading`].
+//! Dropping the value stops the server (held or stalled replies are cut).
 //!
 //! Served (GET): `/fapi/v1/ping`, `/time`, `/exchangeInfo` (BTCUSDT, ETHUSDT, SOLUSDT
 //! with real-shaped filters; `pricePrecision`/`quantityPrecision` deliberately differ
 //! from tickSize/stepSize so a client that rounds with them is caught), `/klines`,
 //! `/premiumIndex`, `/openInterest`, `/fundingRate`, `/ticker/price`. Unknown symbol:
 //! 400 `{"code":-1121,"msg":"Invalid symbol."}`; bad parameters: 400 with the venue's
-//! code, never a panic. Every response carries `X-MBX-USED-WEIGHT-1M`.
+//! code, never a panic. Every response carries `X-MBX-USED-WEIGHT-1M` (one counter for
+//! public and signed requests); order placements also `X-MBX-ORDER-COUNT-1M`.
+//!
+//! Order of checks on every request: conditional orders are evaluated at the current
+//! prices; then an IP ban in force (418), `set_down` (503), `rate_limit_next` (429),
+//! `fail_next`, the first matching [`FakeVenue::inject`] fault; then the route. The
+//! server clock (`/time`, `timestamp`/`nonce` checks, the walk's "now") is the wall
+//! clock plus [`FakeVenue::set_clock_offset_ms`].
 //!
 //! How prices move (all derived from `tests/data/eurusd-1h.csv`, real EUR/USD bars):
 //! - Each symbol walks the data **one row per wall-clock minute**: the minute
