@@ -213,7 +213,9 @@ fn paper_config() -> PaperConfig {
     PaperConfig {
         starting_balance_usd: dec!(10000),
         fee_bps: dec!(5),
+        maker_fee_bps: dec!(2),
         slippage_bps: dec!(2),
+        maintenance_margin_rate: dec!(0.005),
     }
 }
 

@@ -131,12 +131,31 @@ fn account_row(cfg: &AccountConfig) -> AccountRow {
     }
 }
 
+/// Says loudly, once per live account, that it sends real orders: a `warn!` in the
+/// app log and one line on stderr (seen even when `log_level` hides warnings), naming
+/// the account, the venue and the signing mode — never a credential.
+fn warn_live_accounts(settings: &Settings, log: &Logger) {
+    for cfg in &settings.accounts {
+        let Some(banner) = cfg.live_banner() else {
+            continue;
+        };
+        warn!(log, "live account: real orders will be sent";
+            "account_id" => cfg.id.to_string(),
+            "venue" => cfg.asterdex.base_url.clone(),
+            "ws_url" => cfg.asterdex.ws_url.clone(),
+            "signing" => cfg.asterdex.signing.map_or("none", |s| s.as_str()),
+            "margin_type" => cfg.asterdex.margin_type.as_str());
+        eprintln!("WARNING: {banner}");
+    }
+}
+
 /// `vibex run`: the daemon, until SIGTERM/SIGINT.
 pub fn run(settings: Settings) -> Result<(), AppError> {
     let (tel, mask) = init_logging(&settings)?;
     let app_log = telemetry::domain_logger(&tel.root, LogDomain::App);
     info!(app_log, "vibex starting"; "version" => env!("CARGO_PKG_VERSION"),
         "accounts" => settings.accounts.len());
+    warn_live_accounts(&settings, &app_log);
     let result = run_with_logs(settings, &tel.root, &mask);
     if let Err(e) = &result {
         error!(app_log, "vibex stopped with an error"; "error" => e.to_string());

@@ -44,7 +44,7 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Validate exactly as `run` does and print the resolved configuration, secrets
-    /// masked. Exits non-zero on any error.
+    /// masked; stderr says which accounts are live. Exits non-zero on any error.
     Check,
 }
 
@@ -130,6 +130,9 @@ fn main() -> ExitCode {
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
+                    for banner in settings.accounts.iter().filter_map(|a| a.live_banner()) {
+                        eprintln!("{banner}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -120,13 +120,110 @@ fn leverage_outside_1_to_20_is_refused() {
 }
 
 #[test]
-fn live_mode_is_refused_with_a_clear_message() {
-    let yaml = GOOD.replace("interval: 1h", "interval: 1h\n    mode: live");
+fn live_mode_without_credentials_is_refused_naming_the_fields() {
+    let yaml = r#"
+accounts:
+  - id: account1
+    mode: live
+    llm_model: builtin/hold
+    assets: [BTC]
+    interval: 1h
+"#;
+    refused(
+        yaml,
+        &[],
+        &[
+            "account \"account1\"",
+            "field \"asterdex\": missing credentials",
+            "asterdex.api_key",
+            "asterdex.api_secret",
+            "asterdex.user",
+            "asterdex.signer",
+            "asterdex.private_key",
+        ],
+    );
+    let key = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f3623";
+    let yaml = format!(
+        "{}    asterdex:\n      user: \"0x1111111111111111111111111111111111111111\"\n      \
+         signer: \"0x22\"\n      private_key: ${{ASTER_PK}}\n",
+        yaml.trim_start()
+    );
     refused(
         &yaml,
-        SECRETS,
-        &["account \"account1\"", "field \"mode\"", "live trading"],
+        &[("ASTER_PK", key)],
+        &[
+            "field \"asterdex.signer\": \"0x22\" is not a wallet address",
+            "field \"asterdex.private_key\": is not a private key",
+        ],
     );
+}
+
+/// GOOD with `mode: live`, plus a paper account.
+fn live_and_paper() -> String {
+    format!(
+        "{}  - id: paper1\n    llm_model: builtin/hold\n    assets: [SOL]\n    interval: 5m\n",
+        GOOD.replace("interval: 1h", "interval: 1h\n    mode: live")
+    )
+}
+
+#[test]
+fn config_check_says_which_accounts_are_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("accounts.yaml"), live_and_paper()).unwrap();
+    let out = vibex(tmp.path(), &["config", "check"], SECRETS);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("configuration is valid: 2 account(s) (account1 live, paper1 paper)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("LIVE: account1 (real orders on https://fapi.asterdex.com, signing: hmac)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("LIVE: paper1"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(json["accounts"][0]["mode"], "live");
+    assert_eq!(json["accounts"][0]["asterdex"]["signing"], "hmac");
+    assert_eq!(json["accounts"][0]["asterdex"]["api_secret"], "***");
+    assert_eq!(json["accounts"][1]["mode"], "paper");
+    for (_, secret) in SECRETS {
+        assert!(!stdout.contains(secret), "{secret} in stdout");
+        assert!(!stderr.contains(secret), "{secret} in stderr");
+    }
+}
+
+#[test]
+fn run_warns_loudly_about_each_live_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("accounts.yaml"), live_and_paper()).unwrap();
+    // No database: the run stops right after the start-up warnings.
+    let env = [SECRETS, &[("VIBEX_PG_BIN", "/nonexistent/pg/bin")]].concat();
+    let out = vibex(tmp.path(), &["run"], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "WARNING: LIVE: account1 (real orders on https://fapi.asterdex.com, signing: hmac)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("LIVE: paper1"), "{stderr}");
+    let app_log = std::fs::read_to_string(tmp.path().join("logs/app.log")).unwrap();
+    let warning = app_log
+        .lines()
+        .find(|l| l.contains("live account: real orders will be sent"))
+        .unwrap_or_else(|| panic!("no warning in app.log:\n{app_log}"));
+    let record: serde_json::Value = serde_json::from_str(warning).unwrap();
+    assert_eq!(record["level"], "WARNING");
+    assert_eq!(record["account_id"], "account1");
+    assert_eq!(record["venue"], "https://fapi.asterdex.com");
+    assert_eq!(record["signing"], "hmac");
+    for (_, secret) in SECRETS {
+        assert!(!stderr.contains(secret), "{secret} in stderr");
+        assert!(!app_log.contains(secret), "{secret} in app.log");
+    }
 }
 
 #[test]
@@ -215,7 +312,7 @@ fn migrate_takes_the_same_flags_and_applies_the_schema() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("applied").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("applied").count(), 3, "{stdout}");
     let out = vibex(tmp.path(), &["--accounts", "a.yaml", "migrate"], &env);
     assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
 }

@@ -273,6 +273,8 @@ impl MarketDataHub {
             symbol: self.symbol.clone(),
             last_price: snapshot.last_price,
             mark_price: snapshot.mark_price,
+            funding_rate: snapshot.funding_rate,
+            next_funding_time: snapshot.next_funding_time,
             ts: now,
         };
         for (_, ticks) in self.watchers.values() {

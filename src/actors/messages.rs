@@ -70,6 +70,10 @@ pub struct PriceTick {
     pub last_price: Decimal,
     /// Mark price.
     pub mark_price: Decimal,
+    /// Funding rate of the running period.
+    pub funding_rate: Decimal,
+    /// When the running funding period settles.
+    pub next_funding_time: Option<DateTime<Utc>>,
     /// When it was observed.
     pub ts: DateTime<Utc>,
 }

@@ -2,8 +2,9 @@
 //!
 //! Entry points: [`ApiState`] (shared handles), [`configure`] (every route). Lists answer
 //! `{"items": [...], "count": n, "limit": l}`, newest first, filtered by `account_id`,
-//! `symbol`, `status`, `since`, `until` and paged by `limit` (default 100, at most
-//! 1000). An unknown account is a 404 with a JSON error body; bad query parameters a 400.
+//! `symbol`, `status`, `kind` (income and reconciliation), `since`, `until` and paged by
+//! `limit` (default 100, at most 1000). An unknown account is a 404 with a JSON error
+//! body, as is an unknown order; bad query parameters a 400.
 //! WebSocket endpoints `/ws/{trading-events|market-data|positions}?account_id=` attach a
 //! [`ws_session::WsSession`] to the EventBus.
 
@@ -15,6 +16,7 @@ use crate::actors::events::{Channel, EventFilter};
 use crate::actors::messages::{GetMarketData, GetOneAccountStatus, GetSystemStatus};
 use crate::actors::supervisor::Supervisor;
 use crate::config::AccountConfig;
+use crate::db::models::IncomeRow;
 use crate::db::{queries, DbPool};
 use crate::domain::types::{AccountId, Asset};
 use actix::Addr;
@@ -74,6 +76,8 @@ pub struct ListQuery {
     pub asset: Option<String>,
     /// Only this action (`buy`, `sell`, `hold`; decisions and diary).
     pub action: Option<String>,
+    /// Only this kind (income: `FUNDING_FEE`, ...; reconciliation events).
+    pub kind: Option<String>,
     /// `jsonl` downloads the diary as JSON lines.
     pub format: Option<String>,
     /// From this time (RFC 3339).
@@ -122,6 +126,7 @@ impl ListQuery {
             symbol,
             status: self.status.clone(),
             action: self.action.clone(),
+            kind: self.kind.as_ref().map(|k| k.trim().to_string()),
             since: self.since,
             until: self.until,
             limit,
@@ -169,10 +174,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/accounts/{id}/status", web::get().to(account_status))
     .route("/positions", web::get().to(positions))
     .route("/orders", web::get().to(orders))
+    .route("/orders/{id}", web::get().to(order))
     .route("/trades", web::get().to(trades))
     .route("/decisions", web::get().to(decisions))
     .route("/decisions/{id}", web::get().to(decision))
     .route("/diary", web::get().to(diary))
+    .route("/income", web::get().to(income))
+    .route("/reconciliation", web::get().to(reconciliation))
     .route("/market-data", web::get().to(market_data))
     .route("/ws/{channel}", web::get().to(websocket));
 }
@@ -315,6 +323,67 @@ async fn orders(
     let f = q.filter(&state)?;
     let limit = f.limit;
     let rows = query(&state, move |c| queries::list_orders(c, &f)).await?;
+    Ok(page(rows, limit))
+}
+
+async fn order(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    let lookup = key.clone();
+    let found = query(&state, move |c| queries::order_with_events(c, &lookup)).await?;
+    let (row, events) = found.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no order with id or client order id {:?}",
+            key.trim()
+        ))
+    })?;
+    let mut v = serde_json::to_value(&row).unwrap_or_default();
+    v["events"] = json!(events);
+    Ok(HttpResponse::Ok().json(v))
+}
+
+async fn income(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = q.filter(&state)?;
+    if let Some(k) = &f.kind {
+        let upper = k.to_ascii_uppercase();
+        if !IncomeRow::KINDS.contains(&upper.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "kind must be one of {}, got {k:?}",
+                IncomeRow::KINDS.join(", ")
+            )));
+        }
+        f.kind = Some(upper);
+    }
+    let limit = f.limit;
+    let rows = query(&state, move |c| queries::list_income(c, &f)).await?;
+    Ok(page(rows, limit))
+}
+
+async fn reconciliation(
+    state: web::Data<ApiState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let f = q.filter(&state)?;
+    if let Some(k) = &f.kind {
+        // The kinds are the executor's vocabulary, not a closed list here: refuse only
+        // what cannot be one.
+        let ok = !k.is_empty()
+            && k.len() <= 64
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "kind must be a reconciliation kind (1 to 64 letters, digits or '_', like \
+                 position_adopted), got {k:?}"
+            )));
+        }
+    }
+    let limit = f.limit;
+    let rows = query(&state, move |c| queries::list_reconciliation(c, &f)).await?;
     Ok(page(rows, limit))
 }
 

@@ -3,12 +3,16 @@
 //! - Single account (id `default`): `ASTERDEX_API_KEY`, `ASTERDEX_API_SECRET`,
 //!   `OPENROUTER_API_KEY`, `LLM_MODEL`, `ASSETS` (`"BTC ETH"` or `"BTC,ETH"`), `INTERVAL`,
 //!   plus `ASTERDEX_BASE_URL`, `ASTERDEX_USER`, `ASTERDEX_SIGNER`,
-//!   `ASTERDEX_PRIVATE_KEY`, `OPENROUTER_BASE_URL`, `LEVERAGE`. It is used when any of
+//!   `ASTERDEX_PRIVATE_KEY`, `ASTERDEX_RECV_WINDOW_MS`, `ASTERDEX_MARGIN_TYPE`,
+//!   `ASTERDEX_WS_URL`, `OPENROUTER_BASE_URL`, `LEVERAGE`. It is used when any of
 //!   them except `OPENROUTER_API_KEY` (often set for other tools) is set.
 //! - Several accounts: `MULTI_ACCOUNT_MODE=true`, `ACCOUNT_IDS=a1,a2` and the same names
 //!   suffixed with `_<id>` (`LLM_MODEL_a1`; `_<ID>` upper-cased also works). The shared
-//!   endpoints and model key (`ASTERDEX_BASE_URL`, `OPENROUTER_BASE_URL`,
-//!   `OPENROUTER_API_KEY`) fall back to the unsuffixed variable.
+//!   endpoints and model key (`ASTERDEX_BASE_URL`, `ASTERDEX_WS_URL`,
+//!   `OPENROUTER_BASE_URL`, `OPENROUTER_API_KEY`) fall back to the unsuffixed variable.
+//!
+//! These formats have no `mode`: their accounts are paper accounts; a live account is
+//! written in `accounts.yaml`.
 //!
 //! Invariant: messages name "environment", the account and the variable.
 
@@ -24,6 +28,9 @@ const ACCOUNT_VARS: &[(&str, &str)] = &[
     ("asterdex.user", "ASTERDEX_USER"),
     ("asterdex.signer", "ASTERDEX_SIGNER"),
     ("asterdex.private_key", "ASTERDEX_PRIVATE_KEY"),
+    ("asterdex.recv_window_ms", "ASTERDEX_RECV_WINDOW_MS"),
+    ("asterdex.margin_type", "ASTERDEX_MARGIN_TYPE"),
+    ("asterdex.ws_url", "ASTERDEX_WS_URL"),
     ("openrouter.api_key", "OPENROUTER_API_KEY"),
     ("openrouter.base_url", "OPENROUTER_BASE_URL"),
     ("llm_model", "LLM_MODEL"),
@@ -35,6 +42,7 @@ const ACCOUNT_VARS: &[(&str, &str)] = &[
 /// Variables shared by all accounts in multi-account mode when no `_<id>` one is set.
 const SHARED_VARS: &[&str] = &[
     "ASTERDEX_BASE_URL",
+    "ASTERDEX_WS_URL",
     "OPENROUTER_BASE_URL",
     "OPENROUTER_API_KEY",
 ];
@@ -213,6 +221,9 @@ fn build(
             user: text("asterdex.user"),
             signer: text("asterdex.signer"),
             private_key: text("asterdex.private_key"),
+            recv_window_ms: text("asterdex.recv_window_ms"),
+            margin_type: text("asterdex.margin_type"),
+            ws_url: text("asterdex.ws_url"),
         }),
         openrouter: Some(RawOpenRouter {
             base_url: text("openrouter.base_url"),

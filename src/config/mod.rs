@@ -84,6 +84,12 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Default AsterDEX REST base URL.
 pub const DEFAULT_ASTERDEX_BASE_URL: &str = "https://fapi.asterdex.com";
+/// Default AsterDEX WebSocket base URL (user-data and market streams).
+pub const DEFAULT_ASTERDEX_WS_URL: &str = "wss://fstream.asterdex.com";
+/// Default `recvWindow` of signed AsterDEX requests, milliseconds.
+pub const DEFAULT_RECV_WINDOW_MS: u64 = 5_000;
+/// Largest `recvWindow` AsterDEX accepts, milliseconds.
+pub const MAX_RECV_WINDOW_MS: u64 = 60_000;
 /// Default OpenAI-compatible model endpoint.
 pub const DEFAULT_OPENROUTER_BASE_URL: &str = "https://openrouter.ai/api/v1";
 /// The deterministic rule policies, used as `llm_model: builtin/<policy>`.
@@ -183,6 +189,49 @@ impl TradingMode {
         match self {
             TradingMode::Paper => "paper",
             TradingMode::Live => "live",
+        }
+    }
+}
+
+/// How the venue margins a position: per position (isolated) or from the whole wallet
+/// (cross). Written as the venue writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MarginType {
+    /// Each position has its own margin; a liquidation loses only that margin. The
+    /// default.
+    Isolated,
+    /// All positions share the wallet's margin.
+    Crossed,
+}
+
+impl MarginType {
+    /// `ISOLATED` or `CROSSED`, as the venue's `marginType` parameter takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginType::Isolated => "ISOLATED",
+            MarginType::Crossed => "CROSSED",
+        }
+    }
+}
+
+/// How a live account's signed AsterDEX requests are authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningMode {
+    /// HMAC-SHA256 with `asterdex.api_key` / `asterdex.api_secret`.
+    Hmac,
+    /// EIP-191 signatures of `asterdex.signer` (key `asterdex.private_key`) acting for the
+    /// wallet `asterdex.user`.
+    WalletSigner,
+}
+
+impl SigningMode {
+    /// `hmac` or `wallet_signer`, as `config check` and the logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningMode::Hmac => "hmac",
+            SigningMode::WalletSigner => "wallet_signer",
         }
     }
 }
@@ -325,8 +374,20 @@ pub struct AsterConfig {
     pub user: Option<String>,
     /// Wallet-signer mode: API wallet address.
     pub signer: Option<String>,
-    /// Wallet-signer mode: the signer's private key.
+    /// Wallet-signer mode: the signer's private key (64 hex digits, optional `0x`).
     pub private_key: Secret,
+    /// The complete credential set signed requests use. Always set on a live account;
+    /// on a paper account, set when exactly one complete set is configured.
+    pub signing: Option<SigningMode>,
+    /// `recvWindow` of signed requests, milliseconds (`asterdex.recv_window_ms`,
+    /// 1..=60000, default 5000).
+    pub recv_window_ms: u64,
+    /// Margin type set on each traded symbol (`asterdex.margin_type`, `ISOLATED` default
+    /// or `CROSSED`).
+    pub margin_type: MarginType,
+    /// WebSocket base URL of the user-data and market streams (`asterdex.ws_url`, ws or
+    /// wss, default `wss://fstream.asterdex.com`).
+    pub ws_url: String,
 }
 
 /// OpenAI-compatible model endpoint of one account.
@@ -360,10 +421,15 @@ pub struct RiskConfig {
 pub struct PaperConfig {
     /// Wallet balance of a new paper account, USD.
     pub starting_balance_usd: Decimal,
-    /// Taker fee in basis points of notional.
+    /// Taker fee in basis points of notional (0 <= x < 10000, default 5).
     pub fee_bps: Decimal,
+    /// Maker fee (resting orders) in basis points of notional (0 <= x < 10000, default 2).
+    pub maker_fee_bps: Decimal,
     /// Market-order slippage in basis points of price.
     pub slippage_bps: Decimal,
+    /// Maintenance margin as a fraction of notional; a position whose margin falls below
+    /// it is liquidated (0 < x < 0.5, default 0.005).
+    pub maintenance_margin_rate: Decimal,
 }
 
 /// A configuration error: every problem found, one per line, each naming the file, the
@@ -742,6 +808,21 @@ impl AccountConfig {
     /// The builtin policy name (`hold` for `builtin/hold`), or `None` for a model.
     pub fn builtin_policy(&self) -> Option<&str> {
         self.llm_model.strip_prefix("builtin/")
+    }
+
+    /// For a live account, the one line that says it sends real orders, where, and how
+    /// they are signed — `LIVE: a1 (real orders on https://fapi.asterdex.com, signing:
+    /// hmac)` — for `config check` and the start-up warning. `None` for a paper account.
+    /// Names no secret.
+    pub fn live_banner(&self) -> Option<String> {
+        if self.mode != TradingMode::Live {
+            return None;
+        }
+        let signing = self.asterdex.signing.map_or("none", SigningMode::as_str);
+        Some(format!(
+            "LIVE: {} (real orders on {}, signing: {signing})",
+            self.id, self.asterdex.base_url
+        ))
     }
 }
 

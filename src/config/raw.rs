@@ -227,6 +227,9 @@ pub(crate) struct RawAster {
     pub user: Option<Scalar>,
     pub signer: Option<Scalar>,
     pub private_key: Option<Scalar>,
+    pub recv_window_ms: Option<Scalar>,
+    pub margin_type: Option<Scalar>,
+    pub ws_url: Option<Scalar>,
 }
 
 /// `openrouter:` block of an account.
@@ -254,7 +257,9 @@ pub(crate) struct RawRisk {
 pub(crate) struct RawPaper {
     pub starting_balance_usd: Option<Scalar>,
     pub fee_bps: Option<Scalar>,
+    pub maker_fee_bps: Option<Scalar>,
     pub slippage_bps: Option<Scalar>,
+    pub maintenance_margin_rate: Option<Scalar>,
 }
 
 /// Field paths of secrets: errors about them never show the value.

@@ -143,6 +143,11 @@ fn defaults_apply_when_nothing_else_is_set() {
     assert_eq!(a.paper.starting_balance_usd, dec!(10000));
     assert_eq!(a.paper.fee_bps, dec!(5));
     assert_eq!(a.paper.slippage_bps, dec!(2));
+    assert_eq!(a.paper.maker_fee_bps, dec!(2));
+    assert_eq!(a.paper.maintenance_margin_rate, dec!(0.005));
+    assert_eq!(a.asterdex.recv_window_ms, 5000);
+    assert_eq!(a.asterdex.margin_type, MarginType::Isolated);
+    assert_eq!(a.asterdex.ws_url, "wss://fstream.asterdex.com");
     assert!(!a.risk.kill_switch);
     assert_eq!(a.builtin_policy(), Some("hold"));
 }
@@ -311,7 +316,8 @@ fn unknown_keys_are_refused_at_every_level() {
     assert!(
         nested.contains(
             "accounts.yaml: account \"a1\": field \"paper.foo\": unknown key \"foo\"; expected \
-             one of: starting_balance_usd, fee_bps, slippage_bps"
+             one of: starting_balance_usd, fee_bps, maker_fee_bps, slippage_bps, \
+             maintenance_margin_rate"
         ),
         "{nested}"
     );
@@ -425,16 +431,358 @@ fn leverage_outside_one_to_twenty_is_refused() {
     assert_eq!(s.accounts[0].leverage, 20);
 }
 
+const USER: &str = "0x1111111111111111111111111111111111111111";
+const SIGNER: &str = "0x2222222222222222222222222222222222222222";
+const PRIVATE_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+/// An account `a1` with `mode: live` and the given `asterdex:` lines (6-space indent).
+fn live_account(asterdex: &str) -> String {
+    let block = if asterdex.is_empty() {
+        String::new()
+    } else {
+        format!("    asterdex:\n{asterdex}")
+    };
+    yaml_with_account(&format!("    mode: live\n{block}"))
+}
+
 #[test]
-fn live_mode_is_refused_for_now() {
+fn live_account_without_credentials_is_refused_naming_every_field() {
     let e = Dir::new()
-        .with("accounts.yaml", &yaml_with_account("    mode: live\n"))
+        .with("accounts.yaml", &live_account(""))
+        .error(&[]);
+    assert!(
+        e.contains("accounts.yaml: account \"a1\": field \"asterdex\": missing credentials"),
+        "{e}"
+    );
+    for field in [
+        "asterdex.api_key",
+        "asterdex.api_secret",
+        "asterdex.user",
+        "asterdex.signer",
+        "asterdex.private_key",
+    ] {
+        assert!(e.contains(field), "{field} not named:\n{e}");
+    }
+    assert_eq!(e.lines().count(), 1, "{e}");
+
+    // The same account in paper mode needs nothing.
+    let s = Dir::new()
+        .with("accounts.yaml", &yaml_with_account("    mode: paper\n"))
+        .load(&[])
+        .unwrap();
+    assert_eq!(s.accounts[0].asterdex.signing, None);
+    assert_eq!(s.accounts[0].live_banner(), None);
+}
+
+#[test]
+fn live_account_with_a_partial_credential_set_names_what_is_missing() {
+    let e = Dir::new()
+        .with("accounts.yaml", &live_account("      api_key: k-123\n"))
         .error(&[]);
     assert!(
         e.contains(
-            "accounts.yaml: account \"a1\": field \"mode\": live trading is not available yet in \
-             this version; use mode: paper"
+            "accounts.yaml: account \"a1\": field \"asterdex.api_secret\": missing; \
+             asterdex.api_key and asterdex.api_secret go together (HMAC mode)"
         ),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "only the missing field:\n{e}");
+
+    let e = Dir::new()
+        .with(
+            "accounts.yaml",
+            &live_account(&format!(
+                "      user: \"{USER}\"\n      signer: \"{SIGNER}\"\n"
+            )),
+        )
+        .error(&[]);
+    assert!(
+        e.contains(
+            "accounts.yaml: account \"a1\": field \"asterdex.private_key\": missing; \
+             wallet-signer mode needs"
+        ),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "only the missing field:\n{e}");
+}
+
+#[test]
+fn bad_wallet_addresses_are_refused_naming_the_field() {
+    let e = Dir::new()
+        .with(
+            "accounts.yaml",
+            &live_account(&format!(
+                "      user: \"0x1234\"\n      signer: \"{}\"\n      private_key: \"{PRIVATE_KEY}\"\n",
+                SIGNER.replace("0x", "")
+            )),
+        )
+        .error(&[]);
+    assert!(
+        e.contains(
+            "accounts.yaml: account \"a1\": field \"asterdex.user\": \"0x1234\" is not a \
+             wallet address (0x followed by 40 hex digits)"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("field \"asterdex.signer\"") && e.contains("is not a wallet address"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 2, "{e}");
+}
+
+#[test]
+fn a_bad_private_key_is_refused_without_showing_it() {
+    for bad in [
+        "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f36231",
+        "zz4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
+        "my-secret-wallet-key",
+    ] {
+        let e = Dir::new()
+            .with(
+                "accounts.yaml",
+                &live_account(&format!(
+                    "      user: \"{USER}\"\n      signer: \"{SIGNER}\"\n      private_key: \"{bad}\"\n"
+                )),
+            )
+            .error(&[]);
+        assert!(
+            e.contains(
+                "accounts.yaml: account \"a1\": field \"asterdex.private_key\": is not a \
+                 private key: expected 64 hex digits, optionally after 0x"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains(bad), "the key is echoed: {e}");
+        assert!(!e.contains(&bad[4..20]), "part of the key is echoed: {e}");
+    }
+    // From a variable, too.
+    let e = Dir::new()
+        .with(
+            "accounts.yaml",
+            &live_account(&format!(
+                "      user: \"{USER}\"\n      signer: \"{SIGNER}\"\n      private_key: ${{PK}}\n"
+            )),
+        )
+        .error(&[("PK", "not-hex-but-secret")]);
+    assert!(e.contains("asterdex.private_key"), "{e}");
+    assert!(!e.contains("not-hex-but-secret"), "{e}");
+}
+
+#[test]
+fn live_accounts_with_hmac_or_wallet_signer_credentials_are_accepted() {
+    let s = Dir::new()
+        .with(
+            "accounts.yaml",
+            &live_account(
+                "      api_key: ${ASTER_API_KEY}\n      api_secret: ${ASTER_API_SECRET}\n",
+            ),
+        )
+        .load(&[("ASTER_API_KEY", "k-live"), ("ASTER_API_SECRET", "s-live")])
+        .unwrap();
+    let a = &s.accounts[0];
+    assert_eq!(a.mode, TradingMode::Live);
+    assert_eq!(a.asterdex.signing, Some(SigningMode::Hmac));
+    assert_eq!(
+        a.live_banner().as_deref(),
+        Some("LIVE: a1 (real orders on https://fapi.asterdex.com, signing: hmac)")
+    );
+    assert_eq!(
+        s.masked_json()["accounts"][0]["asterdex"]["signing"],
+        "hmac"
+    );
+
+    // Without the 0x prefix the key is accepted as well.
+    let s = Dir::new()
+        .with(
+            "accounts.yaml",
+            &live_account(&format!(
+                "      base_url: https://fapi.example.test/\n      user: \"{USER}\"\n      signer: \"{SIGNER}\"\n      private_key: \"{}\"\n",
+                &PRIVATE_KEY[2..]
+            )),
+        )
+        .load(&[])
+        .unwrap();
+    let a = &s.accounts[0];
+    assert_eq!(a.asterdex.signing, Some(SigningMode::WalletSigner));
+    assert_eq!(a.asterdex.user.as_deref(), Some(USER));
+    assert_eq!(
+        a.live_banner().as_deref(),
+        Some("LIVE: a1 (real orders on https://fapi.example.test, signing: wallet_signer)")
+    );
+    let masked = s.masked_json().to_string();
+    assert!(!masked.contains(&PRIVATE_KEY[2..]), "{masked}");
+    assert!(s.secret_values().contains(&PRIVATE_KEY[2..].to_string()));
+}
+
+#[test]
+fn a_live_account_with_both_credential_sets_is_refused() {
+    let e = Dir::new()
+        .with(
+            "accounts.yaml",
+            &live_account(&format!(
+                "      api_key: k\n      api_secret: s\n      user: \"{USER}\"\n      signer: \"{SIGNER}\"\n      private_key: \"{PRIVATE_KEY}\"\n"
+            )),
+        )
+        .error(&[]);
+    assert!(
+        e.contains("accounts.yaml: account \"a1\": field \"asterdex\": both HMAC"),
+        "{e}"
+    );
+    assert!(!e.contains(PRIVATE_KEY), "{e}");
+}
+
+#[test]
+fn an_unknown_mode_is_refused_with_the_accepted_ones() {
+    let e = Dir::new()
+        .with("accounts.yaml", &yaml_with_account("    mode: real\n"))
+        .error(&[]);
+    assert!(
+        e.contains(
+            "accounts.yaml: account \"a1\": field \"mode\": \"real\" is not a mode; use paper"
+        ) && e.contains("or live"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+#[test]
+fn asterdex_and_paper_execution_fields_have_defaults() {
+    let s = Dir::new()
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    let a = &s.accounts[0];
+    assert_eq!(a.asterdex.recv_window_ms, 5000);
+    assert_eq!(a.asterdex.margin_type, MarginType::Isolated);
+    assert_eq!(a.asterdex.ws_url, "wss://fstream.asterdex.com");
+    assert_eq!(a.paper.maker_fee_bps, dec!(2));
+    assert_eq!(a.paper.maintenance_margin_rate, dec!(0.005));
+    let json = s.masked_json();
+    assert_eq!(json["accounts"][0]["asterdex"]["margin_type"], "ISOLATED");
+    assert_eq!(json["accounts"][0]["asterdex"]["recv_window_ms"], 5000);
+
+    let s = Dir::new()
+        .with(
+            "accounts.yaml",
+            &yaml_with_account(
+                "    asterdex:\n      recv_window_ms: 60000\n      margin_type: crossed\n      \
+                 ws_url: wss://stream.example.test/\n    paper:\n      maker_fee_bps: 0\n      \
+                 fee_bps: 9999.99\n      maintenance_margin_rate: \"0.4999\"\n",
+            ),
+        )
+        .load(&[])
+        .unwrap();
+    let a = &s.accounts[0];
+    assert_eq!(a.asterdex.recv_window_ms, 60_000);
+    assert_eq!(a.asterdex.margin_type, MarginType::Crossed);
+    assert_eq!(a.asterdex.ws_url, "wss://stream.example.test");
+    assert_eq!(a.paper.maker_fee_bps, dec!(0));
+    assert_eq!(a.paper.fee_bps, dec!(9999.99));
+    assert_eq!(a.paper.maintenance_margin_rate, dec!(0.4999));
+}
+
+#[test]
+fn asterdex_and_paper_execution_fields_are_bounded() {
+    for (extra, field, fragment) in [
+        (
+            "    asterdex: {recv_window_ms: 0}\n",
+            "asterdex.recv_window_ms",
+            "0 is outside 1..=60000",
+        ),
+        (
+            "    asterdex: {recv_window_ms: 60001}\n",
+            "asterdex.recv_window_ms",
+            "60001 is outside 1..=60000",
+        ),
+        (
+            "    asterdex: {margin_type: CROSS_ISOLATED}\n",
+            "asterdex.margin_type",
+            "\"CROSS_ISOLATED\" is not a margin type; use ISOLATED (the default) or CROSSED",
+        ),
+        (
+            "    asterdex: {ws_url: \"https://fstream.asterdex.com\"}\n",
+            "asterdex.ws_url",
+            "\"https://fstream.asterdex.com\" is not a ws(s) URL",
+        ),
+        (
+            "    paper: {maker_fee_bps: -1}\n",
+            "paper.maker_fee_bps",
+            "-1 is negative",
+        ),
+        (
+            "    paper: {maker_fee_bps: 10000}\n",
+            "paper.maker_fee_bps",
+            "10000 is 10000 or more",
+        ),
+        (
+            "    paper: {fee_bps: 12000}\n",
+            "paper.fee_bps",
+            "12000 is 10000 or more",
+        ),
+        (
+            "    paper: {maintenance_margin_rate: 0}\n",
+            "paper.maintenance_margin_rate",
+            "0 must be above zero",
+        ),
+        (
+            "    paper: {maintenance_margin_rate: 0.5}\n",
+            "paper.maintenance_margin_rate",
+            "0.5 is 0.5 or more",
+        ),
+    ] {
+        let e = Dir::new()
+            .with("accounts.yaml", &yaml_with_account(extra))
+            .error(&[]);
+        assert!(
+            e.contains(&format!(
+                "accounts.yaml: account \"a1\": field \"{field}\": {fragment}"
+            )),
+            "{extra}: {e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{extra}: {e}");
+    }
+}
+
+#[test]
+fn the_environment_formats_set_the_asterdex_execution_fields() {
+    let s = Dir::new()
+        .load(&[
+            ("LLM_MODEL", "builtin/hold"),
+            ("ASSETS", "BTC"),
+            ("INTERVAL", "5m"),
+            ("ASTERDEX_RECV_WINDOW_MS", "10000"),
+            ("ASTERDEX_MARGIN_TYPE", "CROSSED"),
+            ("ASTERDEX_WS_URL", "ws://127.0.0.1:9000"),
+        ])
+        .unwrap();
+    let a = &s.accounts[0];
+    assert_eq!(
+        a.mode,
+        TradingMode::Paper,
+        "the environment formats are paper"
+    );
+    assert_eq!(a.asterdex.recv_window_ms, 10_000);
+    assert_eq!(a.asterdex.margin_type, MarginType::Crossed);
+    assert_eq!(a.asterdex.ws_url, "ws://127.0.0.1:9000");
+
+    let e = Dir::new().error(&[
+        ("MULTI_ACCOUNT_MODE", "true"),
+        ("ACCOUNT_IDS", "a1"),
+        ("LLM_MODEL_a1", "builtin/hold"),
+        ("ASSETS_a1", "BTC"),
+        ("INTERVAL_a1", "1h"),
+        ("ASTERDEX_RECV_WINDOW_MS_a1", "70000"),
+        ("ASTERDEX_WS_URL", "ftp://x"),
+    ]);
+    assert!(
+        e.contains(
+            "environment: account \"a1\": variable ASTERDEX_RECV_WINDOW_MS_a1: 70000 is outside"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("environment: account \"a1\": variable ASTERDEX_WS_URL: \"ftp://x\""),
         "{e}"
     );
 }

@@ -12,9 +12,10 @@ use super::raw::{
 };
 use super::{
     AccountConfig, ApiSettings, AsterConfig, CycleInterval, LlmConfig, LlmGlobalSettings,
-    MarketDataSettings, ModelPrice, OpenRouterConfig, PaperConfig, RiskConfig, StructuredOutput,
-    TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL, DEFAULT_OPENROUTER_BASE_URL,
-    LOG_LEVELS, MAX_LEVERAGE,
+    MarginType, MarketDataSettings, ModelPrice, OpenRouterConfig, PaperConfig, RiskConfig,
+    SigningMode, StructuredOutput, TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL,
+    DEFAULT_ASTERDEX_WS_URL, DEFAULT_OPENROUTER_BASE_URL, DEFAULT_RECV_WINDOW_MS, LOG_LEVELS,
+    MAX_LEVERAGE, MAX_RECV_WINDOW_MS,
 };
 use crate::domain::types::{AccountId, Asset};
 use crate::secret::Secret;
@@ -214,38 +215,38 @@ impl<'a> Check<'a> {
 
     /// An http(s) base URL, without a trailing slash.
     fn base_url(&mut self, field: &str, value: Option<Scalar>, default: &str) -> String {
+        self.url(field, value, default, &["http", "https"], "an http(s)")
+    }
+
+    /// A ws(s) base URL (WebSocket streams), without a trailing slash.
+    fn ws_url(&mut self, field: &str, value: Option<Scalar>, default: &str) -> String {
+        self.url(field, value, default, &["ws", "wss"], "a ws(s)")
+    }
+
+    /// A URL with one of `schemes` and a host, without a trailing slash; `kind` names
+    /// the accepted schemes in the message.
+    fn url(
+        &mut self,
+        field: &str,
+        value: Option<Scalar>,
+        default: &str,
+        schemes: &[&str],
+        kind: &str,
+    ) -> String {
         let Some(text) = self.text(field, value) else {
             return default.to_string();
         };
         match url::Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(u) if schemes.contains(&u.scheme()) && u.host().is_some() => {
                 text.trim_end_matches('/').to_string()
             }
             _ => {
                 self.fail(
                     field,
-                    format!("{text:?} is not an http(s) URL (default: {default})"),
+                    format!("{text:?} is not {kind} URL (default: {default})"),
                 );
                 default.to_string()
             }
-        }
-    }
-
-    /// A wallet address: `0x` and 40 hex digits.
-    fn address(&mut self, field: &str, value: Option<Scalar>) -> Option<String> {
-        let text = self.text(field, value)?;
-        let ok = text
-            .strip_prefix("0x")
-            .or_else(|| text.strip_prefix("0X"))
-            .is_some_and(|hex| hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()));
-        if ok {
-            Some(text)
-        } else {
-            self.fail(
-                field,
-                format!("{text:?} is not a wallet address (0x followed by 40 hex digits)"),
-            );
-            None
         }
     }
 }
@@ -401,28 +402,28 @@ pub(crate) fn account(
 
     let mode = match c.text("mode", raw.mode) {
         None => Some(TradingMode::Paper),
-        Some(m) => {
-            match m.to_ascii_lowercase().as_str() {
-                "paper" => Some(TradingMode::Paper),
-                "live" => {
-                    c.fail(
-                        "mode",
-                        "live trading is not available yet in this version; use mode: paper",
-                    );
-                    None
-                }
-                _ => {
-                    c.fail(
+        Some(m) => match m.to_ascii_lowercase().as_str() {
+            "paper" => Some(TradingMode::Paper),
+            "live" => Some(TradingMode::Live),
+            _ => {
+                c.fail(
                     "mode",
-                    format!("{m:?} is not a mode; use mode: paper (live trading is not available yet)"),
+                    format!(
+                        "{m:?} is not a mode; use paper (the default, simulated) or live (real \
+                         orders on AsterDEX)"
+                    ),
                 );
-                    None
-                }
+                None
             }
-        }
+        },
     };
 
-    let asterdex = aster(&mut c, raw.asterdex.unwrap_or_default());
+    // An unreadable mode was reported above; its credentials are checked as paper's.
+    let asterdex = aster(
+        &mut c,
+        raw.asterdex.unwrap_or_default(),
+        mode.unwrap_or(TradingMode::Paper),
+    );
     let openrouter = open_router(&mut c, raw.openrouter.unwrap_or_default());
 
     let llm_model = match c.text("llm_model", raw.llm_model) {
@@ -626,43 +627,48 @@ fn builtin_list() -> String {
         .join(", ")
 }
 
-fn aster(c: &mut Check<'_>, raw: RawAster) -> AsterConfig {
+/// The `asterdex:` block: endpoints, signing parameters and credentials (checked by
+/// [`check_credentials`]).
+fn aster(c: &mut Check<'_>, raw: RawAster, mode: TradingMode) -> AsterConfig {
     let base_url = c.base_url("asterdex.base_url", raw.base_url, DEFAULT_ASTERDEX_BASE_URL);
-    let api_key = c.secret("asterdex.api_key", raw.api_key);
-    let api_secret = c.secret("asterdex.api_secret", raw.api_secret);
-    let user = c.address("asterdex.user", raw.user);
-    let signer = c.address("asterdex.signer", raw.signer);
-    let private_key = c.secret("asterdex.private_key", raw.private_key);
-
-    // HMAC mode: key and secret go together.
-    if api_key.is_empty() != api_secret.is_empty() {
-        let missing = if api_key.is_empty() {
-            "asterdex.api_key"
-        } else {
-            "asterdex.api_secret"
-        };
-        c.fail(
-            missing,
-            "missing; asterdex.api_key and asterdex.api_secret go together (HMAC mode)",
-        );
-    }
-    // Wallet-signer mode: user, signer and private_key go together.
-    let wallet = [
-        ("asterdex.user", user.is_some()),
-        ("asterdex.signer", signer.is_some()),
-        ("asterdex.private_key", !private_key.is_empty()),
-    ];
-    if wallet.iter().any(|(_, set)| *set) {
-        for (field, set) in wallet {
-            if !set {
+    let ws_url = c.ws_url("asterdex.ws_url", raw.ws_url, DEFAULT_ASTERDEX_WS_URL);
+    let recv_window_ms = c
+        .whole(
+            "asterdex.recv_window_ms",
+            raw.recv_window_ms,
+            1,
+            MAX_RECV_WINDOW_MS,
+        )
+        .unwrap_or(DEFAULT_RECV_WINDOW_MS);
+    let margin_type = match c.text("asterdex.margin_type", raw.margin_type) {
+        None => MarginType::Isolated,
+        Some(m) => match m.to_ascii_uppercase().as_str() {
+            "ISOLATED" => MarginType::Isolated,
+            "CROSSED" => MarginType::Crossed,
+            _ => {
                 c.fail(
-                    field,
-                    "missing; wallet-signer mode needs asterdex.user, asterdex.signer and \
-                     asterdex.private_key together",
+                    "asterdex.margin_type",
+                    format!("{m:?} is not a margin type; use ISOLATED (the default) or CROSSED"),
                 );
+                MarginType::Isolated
             }
-        }
-    }
+        },
+    };
+    let credentials = Credentials {
+        api_key: c.secret("asterdex.api_key", raw.api_key),
+        api_secret: c.secret("asterdex.api_secret", raw.api_secret),
+        user: c.text("asterdex.user", raw.user),
+        signer: c.text("asterdex.signer", raw.signer),
+        private_key: c.secret("asterdex.private_key", raw.private_key),
+    };
+    let signing = check_credentials(c, mode, &credentials);
+    let Credentials {
+        api_key,
+        api_secret,
+        user,
+        signer,
+        private_key,
+    } = credentials;
     AsterConfig {
         base_url,
         api_key,
@@ -670,7 +676,140 @@ fn aster(c: &mut Check<'_>, raw: RawAster) -> AsterConfig {
         user,
         signer,
         private_key,
+        signing,
+        recv_window_ms,
+        margin_type,
+        ws_url,
     }
+}
+
+/// The AsterDEX credentials of an account as written, before [`check_credentials`].
+struct Credentials {
+    api_key: Secret,
+    api_secret: Secret,
+    user: Option<String>,
+    signer: Option<String>,
+    private_key: Secret,
+}
+
+/// Every rule about an account's AsterDEX credentials, in this one function (so that the
+/// signing module can take the format checks over):
+///
+/// - `asterdex.user` and `asterdex.signer` are wallet addresses (`0x` + 40 hex digits);
+///   `asterdex.private_key` is 64 hex digits, optionally after `0x`, and is never shown;
+/// - a credential set is complete or absent — `api_key` + `api_secret` (HMAC),
+///   `user` + `signer` + `private_key` (wallet signer) — and each missing field of a
+///   partial set is named;
+/// - a live account needs exactly one complete set; a paper account needs none.
+///
+/// Returns how signed requests are authenticated: always `Some` for a live account
+/// without problems; for a paper account, the one complete set if there is exactly one.
+fn check_credentials(
+    c: &mut Check<'_>,
+    mode: TradingMode,
+    creds: &Credentials,
+) -> Option<SigningMode> {
+    let before = c.found;
+    for (field, value) in [
+        ("asterdex.user", &creds.user),
+        ("asterdex.signer", &creds.signer),
+    ] {
+        if let Some(text) = value {
+            if !is_address(text) {
+                c.fail(
+                    field,
+                    format!("{text:?} is not a wallet address (0x followed by 40 hex digits)"),
+                );
+            }
+        }
+    }
+    if !creds.private_key.is_empty() && !is_private_key(creds.private_key.expose()) {
+        // Never echo the value, not even a part of it.
+        c.fail(
+            "asterdex.private_key",
+            "is not a private key: expected 64 hex digits, optionally after 0x (the value \
+             is not shown)",
+        );
+    }
+
+    let hmac = [
+        ("asterdex.api_key", !creds.api_key.is_empty()),
+        ("asterdex.api_secret", !creds.api_secret.is_empty()),
+    ];
+    let wallet = [
+        ("asterdex.user", creds.user.is_some()),
+        ("asterdex.signer", creds.signer.is_some()),
+        ("asterdex.private_key", !creds.private_key.is_empty()),
+    ];
+    let any = |set: &[(&str, bool)]| set.iter().any(|(_, present)| *present);
+    let all = |set: &[(&str, bool)]| set.iter().all(|(_, present)| *present);
+    for (set, together) in [
+        (
+            &hmac[..],
+            "asterdex.api_key and asterdex.api_secret go together (HMAC mode)",
+        ),
+        (
+            &wallet[..],
+            "wallet-signer mode needs asterdex.user, asterdex.signer and \
+             asterdex.private_key together",
+        ),
+    ] {
+        if any(set) {
+            for (field, present) in set {
+                if !present {
+                    c.fail(field, format!("missing; {together}"));
+                }
+            }
+        }
+    }
+
+    let signing = match (all(&hmac), all(&wallet)) {
+        (true, false) => Some(SigningMode::Hmac),
+        (false, true) => Some(SigningMode::WalletSigner),
+        (true, true) => {
+            if mode == TradingMode::Live {
+                c.fail(
+                    "asterdex",
+                    "both HMAC (api_key, api_secret) and wallet-signer (user, signer, \
+                     private_key) credentials are set; a live account signs one way: keep \
+                     one set",
+                );
+            }
+            None
+        }
+        (false, false) => {
+            if mode == TradingMode::Live && !any(&hmac) && !any(&wallet) {
+                c.fail(
+                    "asterdex",
+                    "missing credentials; mode: live sends real orders and signs them: set \
+                     asterdex.api_key and asterdex.api_secret (HMAC), or asterdex.user, \
+                     asterdex.signer and asterdex.private_key (wallet signer)",
+                );
+            }
+            None
+        }
+    };
+    if c.found > before {
+        None
+    } else {
+        signing
+    }
+}
+
+/// `0x` and 40 hex digits.
+fn is_address(text: &str) -> bool {
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .is_some_and(|hex| hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// 64 hex digits, optionally after `0x`.
+fn is_private_key(text: &str) -> bool {
+    let hex = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn open_router(c: &mut Check<'_>, raw: RawOpenRouter) -> OpenRouterConfig {
@@ -713,19 +852,55 @@ fn risk(c: &mut Check<'_>, raw: RawRisk) -> RiskConfig {
     }
 }
 
-/// Paper defaults: 10 000 USD, 5 bps fee, 2 bps slippage.
+/// Paper defaults: 10 000 USD, 5 bps taker fee, 2 bps maker fee, 2 bps slippage, 0.005
+/// maintenance margin rate.
 fn paper(c: &mut Check<'_>, raw: RawPaper) -> PaperConfig {
+    let maintenance_margin_rate = c
+        .decimal_min(
+            "paper.maintenance_margin_rate",
+            raw.maintenance_margin_rate,
+            true,
+        )
+        .and_then(|rate| {
+            if rate >= Decimal::new(5, 1) {
+                c.fail(
+                    "paper.maintenance_margin_rate",
+                    format!(
+                        "{rate} is 0.5 or more; it is a fraction of notional above 0 and below \
+                         0.5 (default 0.005)"
+                    ),
+                );
+                None
+            } else {
+                Some(rate)
+            }
+        })
+        .unwrap_or(Decimal::new(5, 3));
     PaperConfig {
         starting_balance_usd: c
             .decimal_min("paper.starting_balance_usd", raw.starting_balance_usd, true)
             .unwrap_or(Decimal::from(10_000)),
-        fee_bps: c
-            .decimal_min("paper.fee_bps", raw.fee_bps, false)
-            .unwrap_or(Decimal::from(5)),
+        fee_bps: fee_bps(c, "paper.fee_bps", raw.fee_bps).unwrap_or(Decimal::from(5)),
+        maker_fee_bps: fee_bps(c, "paper.maker_fee_bps", raw.maker_fee_bps)
+            .unwrap_or(Decimal::from(2)),
         slippage_bps: c
             .decimal_min("paper.slippage_bps", raw.slippage_bps, false)
             .unwrap_or(Decimal::from(2)),
+        maintenance_margin_rate,
     }
+}
+
+/// A fee in basis points of notional: at least 0 and below 10000 (100 %).
+fn fee_bps(c: &mut Check<'_>, field: &str, value: Option<Scalar>) -> Option<Decimal> {
+    let bps = c.decimal_min(field, value, false)?;
+    if bps >= Decimal::from(10_000) {
+        c.fail(
+            field,
+            format!("{bps} is 10000 or more; a fee in basis points is below 10000 (100 %)"),
+        );
+        return None;
+    }
+    Some(bps)
 }
 
 /// The validated top-level parts (everything but the accounts).

@@ -1,5 +1,9 @@
 //! Row types: one struct per table, used both to insert and to read (the API serialises
 //! them as they are). `order_events` has a separate insert form (its id is a sequence).
+//!
+//! Rows that carry a venue id (`FillRow::venue_trade_id`, `IncomeRow::venue_tran_id`)
+//! are stored at most once per account (and kind): a repeat is skipped by the insert
+//! queries, because live data arrives both from the user-data stream and from polling.
 
 use crate::db::schema::*;
 use chrono::{DateTime, Utc};
@@ -174,6 +178,9 @@ pub struct FillRow {
     pub fee: Decimal,
     pub realized_pnl: Decimal,
     pub reason: String,
+    /// The venue's trade id (live fills); `None` for paper fills. A fill whose
+    /// `(account_id, venue_trade_id)` is already stored is skipped.
+    pub venue_trade_id: Option<String>,
 }
 
 /// A position from open to close (one row per lifecycle, updated in place).
@@ -199,6 +206,17 @@ pub struct PositionRow {
     pub closed_at: Option<DateTime<Utc>>,
     pub opened_cycle_id: Option<Uuid>,
     pub updated_at: DateTime<Utc>,
+    /// The venue's liquidation price, when known.
+    pub liquidation_price: Option<Decimal>,
+    /// [`PositionRow::ORIGIN_VIBEX`] or [`PositionRow::ORIGIN_ADOPTED`].
+    pub origin: String,
+}
+
+impl PositionRow {
+    /// `origin` of a position vibex opened.
+    pub const ORIGIN_VIBEX: &'static str = "vibex";
+    /// `origin` of a position found on the exchange that vibex never opened.
+    pub const ORIGIN_ADOPTED: &'static str = "adopted";
 }
 
 /// Balance and equity of an account at the end of a cycle.
@@ -242,7 +260,7 @@ pub struct DiaryEntryRow {
 /// A correction of local state to the venue's (exchange is authoritative).
 #[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
 #[diesel(table_name = reconciliation_events, check_for_backend(diesel::pg::Pg))]
-pub struct ReconciliationEventRow {
+pub struct ReconciliationRow {
     pub id: Uuid,
     pub ts: DateTime<Utc>,
     pub account_id: String,
@@ -250,4 +268,43 @@ pub struct ReconciliationEventRow {
     pub kind: String,
     pub symbol: Option<String>,
     pub detail: serde_json::Value,
+}
+
+/// The earlier name of [`ReconciliationRow`], kept so that code written against it still
+/// compiles.
+pub type ReconciliationEventRow = ReconciliationRow;
+
+/// A wallet movement the venue reports (its income history): realized PnL, funding,
+/// commission, liquidation fee, transfer. Stored once per `(account_id, kind,
+/// venue_tran_id)`.
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = income_events, check_for_backend(diesel::pg::Pg))]
+pub struct IncomeRow {
+    pub id: Uuid,
+    pub ts: DateTime<Utc>,
+    pub account_id: String,
+    pub cycle_id: Option<Uuid>,
+    pub symbol: Option<String>,
+    /// One of [`IncomeRow::KINDS`].
+    pub kind: String,
+    /// Signed: positive is credited to the wallet, negative debited.
+    pub amount: Decimal,
+    /// The asset moved (`USDT`).
+    pub asset: String,
+    /// The venue's transaction id; `None` when the venue gave none.
+    pub venue_tran_id: Option<String>,
+    /// The venue's record as received, or other context.
+    pub detail: serde_json::Value,
+}
+
+impl IncomeRow {
+    /// The accepted `kind`s (a CHECK constraint holds the same list).
+    pub const KINDS: &'static [&'static str] = &[
+        "REALIZED_PNL",
+        "FUNDING_FEE",
+        "COMMISSION",
+        "LIQUIDATION_FEE",
+        "TRANSFER",
+        "OTHER",
+    ];
 }

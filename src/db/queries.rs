@@ -1,5 +1,12 @@
 //! Every query the daemon makes, as plain functions over `&mut PgConnection` (they do
 //! not care where the connection came from: the Recorder's pool, the API's, a test's).
+//!
+//! Invariant: a fill with a `venue_trade_id` is stored at most once per account, an
+//! income event with a `venue_tran_id` at most once per account and kind ([`insert_fills`],
+//! [`insert_income`]): a repeat is skipped inside the insert (`INSERT ... SELECT ...
+//! WHERE NOT EXISTS`), never an error. This relies on one writer per account (the
+//! Recorder), which the daemon guarantees; the lookup indexes are not unique because a
+//! unique index on a hypertable must contain `ts`.
 
 use crate::db::models::*;
 use crate::db::schema::*;
@@ -19,6 +26,8 @@ pub struct ListFilter {
     pub status: Option<String>,
     /// Only decisions with this action (`buy`, `sell`, `hold`).
     pub action: Option<String>,
+    /// Only income or reconciliation events of this kind (`FUNDING_FEE`, ...).
+    pub kind: Option<String>,
     /// Only rows at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only rows before this time.
@@ -132,6 +141,10 @@ pub struct ExecutionBatch {
     pub positions: Vec<PositionRow>,
     /// Trading diary entries of the step.
     pub diary: Vec<DiaryEntryRow>,
+    /// Wallet movements reported by the venue (repeats skipped, see [`insert_income`]).
+    pub income: Vec<IncomeRow>,
+    /// Corrections of local state to the venue's.
+    pub reconciliation: Vec<ReconciliationRow>,
     /// The paper wallet balance after the step, when it changed.
     pub paper_wallet: Option<(String, Decimal)>,
 }
@@ -144,11 +157,14 @@ impl ExecutionBatch {
             && self.fills.is_empty()
             && self.positions.is_empty()
             && self.diary.is_empty()
+            && self.income.is_empty()
+            && self.reconciliation.is_empty()
             && self.paper_wallet.is_none()
     }
 }
 
-/// Writes an [`ExecutionBatch`] atomically.
+/// Writes an [`ExecutionBatch`] atomically. Fills and income events the venue already
+/// reported are skipped ([`insert_fills`], [`insert_income`]).
 pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> QueryResult<()> {
     conn.transaction(|conn| {
         for order in &batch.orders {
@@ -164,11 +180,7 @@ pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> Quer
                 .values(&batch.order_events)
                 .execute(conn)?;
         }
-        if !batch.fills.is_empty() {
-            diesel::insert_into(fills::table)
-                .values(&batch.fills)
-                .execute(conn)?;
-        }
+        insert_fills(conn, &batch.fills)?;
         for position in &batch.positions {
             diesel::insert_into(positions::table)
                 .values(position)
@@ -182,6 +194,8 @@ pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> Quer
                 .values(&batch.diary)
                 .execute(conn)?;
         }
+        insert_income(conn, &batch.income)?;
+        insert_reconciliation(conn, &batch.reconciliation)?;
         if let Some((account, wallet)) = &batch.paper_wallet {
             diesel::update(accounts::table.find(account))
                 .set((
@@ -192,6 +206,130 @@ pub fn record_execution(conn: &mut PgConnection, batch: &ExecutionBatch) -> Quer
         }
         Ok(())
     })
+}
+
+/// Stores fills; returns how many were inserted. A fill whose `(account_id,
+/// venue_trade_id)` is already stored (or earlier in `rows`) is skipped: live fills
+/// arrive both from the user-data stream and from polling. Fills without a venue id
+/// (paper) are always inserted.
+pub fn insert_fills(conn: &mut PgConnection, rows: &[FillRow]) -> QueryResult<usize> {
+    use diesel::dsl::{exists, not};
+    use diesel::sql_types::{Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+    let (paper, venue): (Vec<&FillRow>, Vec<&FillRow>) =
+        rows.iter().partition(|r| r.venue_trade_id.is_none());
+    let mut inserted = 0;
+    if !paper.is_empty() {
+        inserted += diesel::insert_into(fills::table)
+            .values(paper)
+            .execute(conn)?;
+    }
+    // One statement per venue fill, so that a repeat within `rows` sees the first one.
+    for r in venue {
+        let already = fills::table
+            .filter(fills::account_id.eq(&r.account_id))
+            .filter(fills::venue_trade_id.eq(&r.venue_trade_id));
+        let values = diesel::select((
+            r.id.into_sql::<SqlUuid>(),
+            r.ts.into_sql::<Timestamptz>(),
+            (&r.account_id).into_sql::<Text>(),
+            r.cycle_id.into_sql::<Nullable<SqlUuid>>(),
+            r.order_id.into_sql::<Nullable<SqlUuid>>(),
+            (&r.client_order_id).into_sql::<Text>(),
+            (&r.symbol).into_sql::<Text>(),
+            (&r.side).into_sql::<Text>(),
+            r.quantity.into_sql::<Numeric>(),
+            r.price.into_sql::<Numeric>(),
+            r.fee.into_sql::<Numeric>(),
+            r.realized_pnl.into_sql::<Numeric>(),
+            (&r.reason).into_sql::<Text>(),
+            (&r.venue_trade_id).into_sql::<Nullable<Text>>(),
+        ))
+        .filter(not(exists(already)));
+        inserted += diesel::insert_into(fills::table)
+            .values(values)
+            .into_columns((
+                fills::id,
+                fills::ts,
+                fills::account_id,
+                fills::cycle_id,
+                fills::order_id,
+                fills::client_order_id,
+                fills::symbol,
+                fills::side,
+                fills::quantity,
+                fills::price,
+                fills::fee,
+                fills::realized_pnl,
+                fills::reason,
+                fills::venue_trade_id,
+            ))
+            .execute(conn)?;
+    }
+    Ok(inserted)
+}
+
+/// Stores income events; returns how many were inserted. An event whose `(account_id,
+/// kind, venue_tran_id)` is already stored (or earlier in `rows`) is skipped; events
+/// without a venue id are always inserted.
+pub fn insert_income(conn: &mut PgConnection, rows: &[IncomeRow]) -> QueryResult<usize> {
+    use diesel::dsl::{exists, not};
+    use diesel::sql_types::{Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+    let (plain, venue): (Vec<&IncomeRow>, Vec<&IncomeRow>) =
+        rows.iter().partition(|r| r.venue_tran_id.is_none());
+    let mut inserted = 0;
+    if !plain.is_empty() {
+        inserted += diesel::insert_into(income_events::table)
+            .values(plain)
+            .execute(conn)?;
+    }
+    for r in venue {
+        let already = income_events::table
+            .filter(income_events::account_id.eq(&r.account_id))
+            .filter(income_events::kind.eq(&r.kind))
+            .filter(income_events::venue_tran_id.eq(&r.venue_tran_id));
+        let values = diesel::select((
+            r.id.into_sql::<SqlUuid>(),
+            r.ts.into_sql::<Timestamptz>(),
+            (&r.account_id).into_sql::<Text>(),
+            r.cycle_id.into_sql::<Nullable<SqlUuid>>(),
+            (&r.symbol).into_sql::<Nullable<Text>>(),
+            (&r.kind).into_sql::<Text>(),
+            r.amount.into_sql::<Numeric>(),
+            (&r.asset).into_sql::<Text>(),
+            (&r.venue_tran_id).into_sql::<Nullable<Text>>(),
+            (&r.detail).into_sql::<Jsonb>(),
+        ))
+        .filter(not(exists(already)));
+        inserted += diesel::insert_into(income_events::table)
+            .values(values)
+            .into_columns((
+                income_events::id,
+                income_events::ts,
+                income_events::account_id,
+                income_events::cycle_id,
+                income_events::symbol,
+                income_events::kind,
+                income_events::amount,
+                income_events::asset,
+                income_events::venue_tran_id,
+                income_events::detail,
+            ))
+            .execute(conn)?;
+    }
+    Ok(inserted)
+}
+
+/// Stores reconciliation events.
+pub fn insert_reconciliation(
+    conn: &mut PgConnection,
+    rows: &[ReconciliationRow],
+) -> QueryResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    diesel::insert_into(reconciliation_events::table)
+        .values(rows)
+        .execute(conn)
 }
 
 /// Open positions of an account (what a restart resumes).
@@ -470,4 +608,88 @@ pub fn list_diary(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<Di
         q = q.filter(diary_entries::ts.lt(t));
     }
     q.order(diary_entries::ts.desc()).limit(f.limit).load(conn)
+}
+
+/// Income events, newest first; `kind` filters by kind (`FUNDING_FEE`, ...).
+pub fn list_income(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<IncomeRow>> {
+    let mut q = income_events::table
+        .select(IncomeRow::as_select())
+        .into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(income_events::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        q = q.filter(income_events::symbol.eq(s));
+    }
+    if let Some(k) = &f.kind {
+        q = q.filter(income_events::kind.eq(k));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(income_events::ts.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(income_events::ts.lt(t));
+    }
+    q.order(income_events::ts.desc()).limit(f.limit).load(conn)
+}
+
+/// Reconciliation events, newest first; `kind` filters by kind.
+pub fn list_reconciliation(
+    conn: &mut PgConnection,
+    f: &ListFilter,
+) -> QueryResult<Vec<ReconciliationRow>> {
+    let mut q = reconciliation_events::table
+        .select(ReconciliationRow::as_select())
+        .into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(reconciliation_events::account_id.eq(a));
+    }
+    if let Some(s) = &f.symbol {
+        q = q.filter(reconciliation_events::symbol.eq(s));
+    }
+    if let Some(k) = &f.kind {
+        q = q.filter(reconciliation_events::kind.eq(k));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(reconciliation_events::ts.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(reconciliation_events::ts.lt(t));
+    }
+    q.order(reconciliation_events::ts.desc())
+        .limit(f.limit)
+        .load(conn)
+}
+
+/// One order, by its id (a UUID) or its client order id, with its lifecycle
+/// (`order_events`, oldest first); `None` when no order matches.
+pub fn order_with_events(
+    conn: &mut PgConnection,
+    order_id_or_client_order_id: &str,
+) -> QueryResult<Option<(OrderRow, Vec<OrderEventRow>)>> {
+    let key = order_id_or_client_order_id.trim();
+    let by_client_id = orders::client_order_id.eq(key);
+    let order = match uuid::Uuid::parse_str(key) {
+        Ok(id) => orders::table
+            .filter(orders::id.eq(id).or(by_client_id))
+            // The order whose id matches first, should another use it as client id.
+            .order(orders::id.ne(id))
+            .select(OrderRow::as_select())
+            .first(conn)
+            .optional()?,
+        Err(_) => orders::table
+            .filter(by_client_id)
+            .select(OrderRow::as_select())
+            .first(conn)
+            .optional()?,
+    };
+    let Some(order) = order else {
+        return Ok(None);
+    };
+    let events = order_events::table
+        .filter(order_events::order_id.eq(order.id))
+        .order((order_events::ts.asc(), order_events::id.asc()))
+        .select(OrderEventRow::as_select())
+        .load(conn)?;
+    Ok(Some((order, events)))
 }

@@ -142,6 +142,7 @@ diesel::table! {
         fee -> Numeric,
         realized_pnl -> Numeric,
         reason -> Text,
+        venue_trade_id -> Nullable<Text>,
     }
 }
 
@@ -166,6 +167,8 @@ diesel::table! {
         closed_at -> Nullable<Timestamptz>,
         opened_cycle_id -> Nullable<Uuid>,
         updated_at -> Timestamptz,
+        liquidation_price -> Nullable<Numeric>,
+        origin -> Text,
     }
 }
 
@@ -217,6 +220,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    income_events (id, ts) {
+        id -> Uuid,
+        ts -> Timestamptz,
+        account_id -> Text,
+        cycle_id -> Nullable<Uuid>,
+        symbol -> Nullable<Text>,
+        kind -> Text,
+        amount -> Numeric,
+        asset -> Text,
+        venue_tran_id -> Nullable<Text>,
+        detail -> Jsonb,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     candles,
@@ -230,4 +248,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     equity_snapshots,
     diary_entries,
     reconciliation_events,
+    income_events,
 );

@@ -92,6 +92,19 @@ pub enum VenueError {
         retry_after: Option<Duration>,
     },
 
+    /// An order request may or may not have been executed: the venue accepted the
+    /// connection but the answer was a timeout, a 5xx (503 above all) or cut off.
+    /// Nothing may be resent before the order is looked up by its client order id.
+    #[error("{endpoint}: outcome of order {client_order_id} unknown ({detail}); it will be looked up by its client order id")]
+    OutcomeUnknown {
+        /// Path of the endpoint.
+        endpoint: String,
+        /// The order's client order id.
+        client_order_id: String,
+        /// What happened (timeout, HTTP 503...).
+        detail: String,
+    },
+
     /// The venue answered 2xx but the body is not what the API documents.
     #[error("{endpoint}: unexpected answer from the venue: {detail}")]
     Decode {
@@ -126,6 +139,7 @@ impl VenueError {
             VenueError::InvalidUrl { .. }
             | VenueError::Api { .. }
             | VenueError::Banned { .. }
+            | VenueError::OutcomeUnknown { .. }
             | VenueError::Decode { .. } => false,
         }
     }
@@ -140,6 +154,7 @@ impl VenueError {
             | VenueError::Api { endpoint, .. }
             | VenueError::RateLimited { endpoint, .. }
             | VenueError::Banned { endpoint, .. }
+            | VenueError::OutcomeUnknown { endpoint, .. }
             | VenueError::Decode { endpoint, .. } => Some(endpoint),
         }
     }

@@ -6,3 +6,7 @@ pub mod aster;
 pub mod error;
 /// The paper venue: simulated account plus order and position bookkeeping.
 pub mod paper;
+/// Reconciliation rules: vibex's book against the venue's (venue authoritative).
+pub mod reconcile;
+/// Venue-neutral orders, positions, balances, trades and income.
+pub mod venue;

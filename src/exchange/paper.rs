@@ -18,7 +18,7 @@ use crate::domain::decision::{AccountView, PositionView, TradeDecision};
 use crate::domain::instrument::SymbolRules;
 use crate::domain::orders::{ClientOrderId, OrderLeg};
 use crate::domain::paper::{
-    FillReason, MarketOrder, PaperBook, PaperFill, PaperPosition, PaperSettings,
+    FillReason, MarketOrder, PaperBook, PaperFill, PaperFunding, PaperPosition, PaperSettings,
 };
 use crate::domain::types::{AccountId, CycleId, PositionSide, Side, Symbol, TradeAction};
 use chrono::{DateTime, Utc};
@@ -49,6 +49,15 @@ pub struct PaperVenue {
     meta: HashMap<Symbol, PositionMeta>,
     protection: HashMap<Symbol, Vec<OrderRow>>,
     last_trades: HashMap<Symbol, DateTime<Utc>>,
+    funding: HashMap<Symbol, FundingClock>,
+}
+
+/// The funding period a symbol is in, as last announced by the venue.
+#[derive(Clone, Copy, Debug)]
+struct FundingClock {
+    next_at: DateTime<Utc>,
+    rate: Decimal,
+    booked: Option<DateTime<Utc>>,
 }
 
 /// What the database holds for an account (see `Recorder::LoadAccount`).
@@ -74,7 +83,9 @@ impl PaperVenue {
     ) -> Result<(PaperVenue, ExecutionBatch), String> {
         let settings = PaperSettings {
             fee_bps: cfg.fee_bps,
+            maker_fee_bps: PaperSettings::DEFAULT_MAKER_FEE_BPS,
             slippage_bps: cfg.slippage_bps,
+            maintenance_margin_rate: PaperSettings::DEFAULT_MAINTENANCE_MARGIN_RATE,
         };
         let mut positions = Vec::new();
         let mut meta = HashMap::new();
@@ -140,6 +151,7 @@ impl PaperVenue {
                 meta,
                 protection,
                 last_trades,
+                funding: HashMap::new(),
             },
             batch,
         ))
@@ -475,6 +487,10 @@ impl PaperVenue {
             let kind = match fill.reason {
                 FillReason::TakeProfit => TAKE_PROFIT_MARKET,
                 FillReason::StopLoss => STOP_MARKET,
+                FillReason::Liquidation => {
+                    self.liquidated(&mut batch, p, &fill, mark, now);
+                    continue;
+                }
                 _ => continue,
             };
             for mut o in self.protection.remove(symbol).unwrap_or_default() {
@@ -510,6 +526,105 @@ impl PaperVenue {
             batch.paper_wallet = Some((self.account_id.to_string(), self.book.wallet_balance()));
         }
         batch
+    }
+
+    /// Records a liquidation: the venue's own close order, its fill (taker fee plus the
+    /// clearance fee), the position closed and its protection cancelled.
+    fn liquidated(
+        &mut self,
+        batch: &mut ExecutionBatch,
+        p: &PaperPosition,
+        fill: &PaperFill,
+        mark: Decimal,
+        now: DateTime<Utc>,
+    ) {
+        let mut order = OrderRow {
+            id: Uuid::now_v7(),
+            account_id: self.account_id.to_string(),
+            cycle_id: self.meta.get(&p.symbol).and_then(|m| m.opened_cycle),
+            decision_id: None,
+            client_order_id: format!("paper-liquidation-{}", Uuid::now_v7().simple()),
+            venue_order_id: None,
+            symbol: p.symbol.to_string(),
+            side: fill.side.as_str().to_string(),
+            order_type: "LIQUIDATION".into(),
+            quantity: Some(fill.quantity),
+            price: None,
+            stop_price: None,
+            reduce_only: true,
+            close_position: true,
+            status: "NEW".into(),
+            filled_quantity: Decimal::ZERO,
+            avg_fill_price: None,
+            reject_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        set_status(
+            batch,
+            &mut order,
+            "NEW",
+            now,
+            json!({"mark_price": mark, "liquidation_fee": fill.liquidation_fee}),
+        );
+        let cycle = order.cycle_id;
+        self.filled(batch, &mut order, fill, cycle);
+        batch.orders.push(order);
+        self.closed(batch, p, fill, now, "liquidated");
+        self.last_trades.insert(p.symbol.clone(), now);
+        batch.paper_wallet = Some((self.account_id.to_string(), self.book.wallet_balance()));
+    }
+
+    /// Funding information from the market data. When the funding time the venue
+    /// announced has passed, the position on `symbol` (if any) pays or receives that
+    /// period's last announced rate on its notional at `mark` — once per period; the
+    /// venue settles at the funding time, vibex books it on the first price update
+    /// after it. The first update seen only starts the clock (no back-charging).
+    pub fn on_funding(
+        &mut self,
+        symbol: &Symbol,
+        rate: Decimal,
+        next_funding_time: Option<DateTime<Utc>>,
+        mark: Decimal,
+        now: DateTime<Utc>,
+    ) -> Option<PaperFunding> {
+        let mut booked = None;
+        if let Some(clock) = self.funding.get_mut(symbol) {
+            if now >= clock.next_at && clock.booked != Some(clock.next_at) {
+                clock.booked = Some(clock.next_at);
+                booked = self
+                    .book
+                    .apply_funding(symbol, clock.rate, mark, clock.next_at)
+                    .ok()
+                    .flatten();
+            }
+            if let Some(next) = next_funding_time {
+                if next >= clock.next_at {
+                    clock.next_at = next;
+                    clock.rate = rate;
+                }
+            }
+        } else if let Some(next) = next_funding_time {
+            self.funding.insert(
+                symbol.clone(),
+                FundingClock {
+                    next_at: next,
+                    rate,
+                    booked: None,
+                },
+            );
+        }
+        booked
+    }
+
+    /// The tick size of `symbol`, for rounding fills (from the venue's rules).
+    pub fn set_tick_size(&mut self, symbol: &Symbol, tick: Decimal) {
+        self.book.set_tick_size(symbol, tick);
+    }
+
+    /// The liquidation price of the position on `symbol`, if it has one.
+    pub fn liquidation_price(&self, symbol: &Symbol) -> Option<Decimal> {
+        self.book.liquidation_price(symbol)
     }
 
     /// End of a cycle: open positions revalued at their last price, and the equity row.
@@ -613,12 +728,14 @@ impl PaperVenue {
             side: fill.side.as_str().to_string(),
             quantity: fill.quantity,
             price: fill.price,
-            fee: fill.fee,
+            // A liquidation's clearance fee is a fee the position paid.
+            fee: fill.fee + fill.liquidation_fee,
             realized_pnl: fill.realized_pnl,
             reason: serde_json::to_value(fill.reason)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
+            venue_trade_id: None,
         });
     }
 
@@ -682,6 +799,8 @@ impl PaperVenue {
             closed_at,
             opened_cycle_id: meta.opened_cycle,
             updated_at: now,
+            liquidation_price: None,
+            origin: PositionRow::ORIGIN_VIBEX.to_string(),
         }
     }
 }

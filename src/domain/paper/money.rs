@@ -8,6 +8,7 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::PaperRejection;
+use crate::domain::types::Side;
 
 /// Decimal places every booked amount (fill price, fee, realized PnL, margin, average
 /// entry) is rounded to. Quantities are never rounded here.
@@ -44,6 +45,21 @@ pub fn div(a: Decimal, b: Decimal) -> Result<Decimal, PaperRejection> {
 /// Basis points as a fraction: `5` -> `0.0005`.
 pub fn from_bps(bps: Decimal) -> Result<Decimal, PaperRejection> {
     div(bps, Decimal::from(10_000u32))
+}
+
+/// `price` (> 0) moved onto the multiples of `tick` (> 0) against the trader: up for a
+/// BUY, down for a SELL; unchanged when already on the grid. Exact: it works with the
+/// remainder, never with a quotient that could be rounded.
+pub fn round_to_tick(price: Decimal, tick: Decimal, side: Side) -> Result<Decimal, PaperRejection> {
+    let remainder = price.checked_rem(tick).ok_or(PaperRejection::Overflow)?;
+    if remainder.is_zero() {
+        return Ok(price);
+    }
+    let down = sub(price, remainder)?;
+    match side {
+        Side::Buy => add(down, tick),
+        Side::Sell => Ok(down),
+    }
 }
 
 /// Formats an amount for people: two decimals, thousands separators (`1,200.50`).
@@ -87,6 +103,37 @@ mod tests {
         assert_eq!(format_usdt(&dec!(-1234567.891)), "-1,234,567.89");
         assert_eq!(format_usdt(&dec!(-0.001)), "0.00");
         assert_eq!(format_usdt(&dec!(999.999)), "1,000.00");
+    }
+
+    #[test]
+    fn prices_round_to_the_tick_against_the_trader() {
+        // 100050.30015 on a 0.1 grid: a buyer pays 100050.4, a seller gets 100050.3.
+        assert_eq!(
+            round_to_tick(dec!(100050.30015), dec!(0.1), Side::Buy),
+            Ok(dec!(100050.4))
+        );
+        assert_eq!(
+            round_to_tick(dec!(100050.30015), dec!(0.1), Side::Sell),
+            Ok(dec!(100050.3))
+        );
+        // On the grid already: unchanged either way (also for a tick that is not a
+        // power of ten).
+        assert_eq!(
+            round_to_tick(dec!(3000.5), dec!(0.5), Side::Buy),
+            Ok(dec!(3000.5))
+        );
+        assert_eq!(
+            round_to_tick(dec!(3000.6), dec!(0.25), Side::Buy),
+            Ok(dec!(3000.75))
+        );
+        assert_eq!(
+            round_to_tick(dec!(3000.6), dec!(0.25), Side::Sell),
+            Ok(dec!(3000.5))
+        );
+        assert_eq!(
+            round_to_tick(Decimal::MAX, dec!(10), Side::Buy),
+            Err(PaperRejection::Overflow)
+        );
     }
 
     #[test]

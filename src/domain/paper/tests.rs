@@ -4,34 +4,41 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use rust_decimal_macros::dec;
 
 use super::*;
 
 const START: i64 = 1_700_000_000;
 
-fn at(seconds: i64) -> DateTime<Utc> {
+/// `seconds` after the tests' fixed epoch.
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(START + seconds, 0).unwrap()
 }
 
-fn btc() -> Symbol {
+/// The BTC perpetual.
+pub(super) fn btc() -> Symbol {
     Symbol("BTCUSDT".into())
 }
 
-fn eth() -> Symbol {
+/// The ETH perpetual.
+pub(super) fn eth() -> Symbol {
     Symbol("ETHUSDT".into())
 }
 
-/// 5 bps fee, 2 bps slippage: BUY fills at price × 1.0002, SELL at × 0.9998.
+/// 5 bps taker fee, 2 bps slippage: BUY fills at price × 1.0002, SELL at × 0.9998.
+/// (2 bps maker fee, unused by market fills; maintenance margin 0.5 % of the notional.)
 fn settings() -> PaperSettings {
     PaperSettings {
         fee_bps: dec!(5),
+        maker_fee_bps: dec!(2),
         slippage_bps: dec!(2),
+        maintenance_margin_rate: dec!(0.005),
     }
 }
 
-fn order(
+/// A market order that may open (not reduce-only), at `at(0)`.
+pub(super) fn order(
     symbol: Symbol,
     side: Side,
     quantity: Decimal,
@@ -49,7 +56,8 @@ fn order(
     }
 }
 
-fn candle(open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> Candle {
+/// A one-minute bar at `at(0)`.
+pub(super) fn candle(open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> Candle {
     Candle {
         open_time: at(0),
         open,
@@ -124,6 +132,7 @@ fn scripted_session_matches_the_hand_computation_exactly() {
     //    unrealized = (62000 − 60512.1) × 0.15 = 223.185
     //    equity     = 10066.1741 + 223.185     = 10289.3591
     //    available  = 10289.3591 − 1815.363    = 8473.9961
+    //    maintenance = 0.005 × 62000 × 0.15    = 46.5
     assert_eq!(
         book.balance(),
         PaperBalance {
@@ -131,6 +140,7 @@ fn scripted_session_matches_the_hand_computation_exactly() {
             unrealized_pnl: dec!(223.185),
             equity: dec!(10289.3591),
             used_margin: dec!(1815.363),
+            maintenance_margin: dec!(46.5),
             available: dec!(8473.9961),
         }
     );
@@ -284,6 +294,7 @@ fn scripted_session_matches_the_hand_computation_exactly() {
             unrealized_pnl: dec!(0),
             equity: dec!(10260.2495315),
             used_margin: dec!(0),
+            maintenance_margin: dec!(0),
             available: dec!(10260.2495315),
         }
     );
@@ -460,8 +471,8 @@ fn bad_inputs_are_refused_without_touching_the_book() {
     let mut broken = PaperBook::new(
         dec!(1000),
         PaperSettings {
-            fee_bps: dec!(5),
             slippage_bps: dec!(10000),
+            ..settings()
         },
     );
     assert_eq!(
@@ -521,6 +532,7 @@ fn increasing_at_another_leverage_remargins_the_whole_position() {
     let quiet = PaperSettings {
         fee_bps: dec!(0),
         slippage_bps: dec!(0),
+        ..settings()
     };
     let mut book = PaperBook::new(dec!(10000), quiet);
     // 1 ETH at 3000 ×10: margin 300. Another 1 at 3000 ×5: margin = (300 × 10 + 3000) / 5 = 1200.
@@ -586,14 +598,314 @@ fn amounts_beyond_eight_places_are_rounded_once_per_fill() {
     // An exact midpoint rounds away from zero: fee = 0.01 × 0.001 × 0.0005 = 0.000000005
     // → 0.00000001 (banker's rounding would give 0).
     let no_slippage = PaperSettings {
-        fee_bps: dec!(5),
         slippage_bps: dec!(0),
+        ..settings()
     };
     let mut book = PaperBook::new(dec!(1000), no_slippage);
     let fill = book
         .market_order(order(btc(), Side::Buy, dec!(0.001), 1, dec!(0.01)))
         .unwrap();
     assert_eq!(fill.fee, dec!(0.00000001));
+}
+
+#[test]
+fn fills_round_to_the_tick_against_the_trader() {
+    let mut book = PaperBook::new(dec!(100000), settings());
+    book.set_tick_size(&btc(), dec!(0.1));
+    book.set_tick_size(&btc(), dec!(0)); // ignored
+    book.set_tick_size(&btc(), dec!(-1)); // ignored
+    assert_eq!(book.tick_size(&btc()), Some(dec!(0.1)));
+    assert_eq!(book.tick_size(&eth()), None);
+
+    // BUY: 60000.05 × 1.0002 = 60000.05 + 12.00001 = 60012.05001 → up to 60012.1
+    //      fee = 60012.1 × 0.1 × 0.0005 = 6001.21 × 0.0005 = 3.000605
+    let fill = book
+        .market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000.05)))
+        .unwrap();
+    assert_eq!(fill.price, dec!(60012.1));
+    assert_eq!(fill.fee, dec!(3.000605));
+    // SELL: 60000.05 × 0.9998 = 60000.05 − 12.00001 = 59988.04999 → down to 59988
+    //       realized = (59988 − 60012.1) × 0.1 = −2.41
+    let fill = book
+        .close_position(&btc(), dec!(60000.05), at(1), CloseReason::Close)
+        .unwrap();
+    assert_eq!(fill.price, dec!(59988));
+    assert_eq!(fill.realized_pnl, dec!(-2.41));
+
+    // Without a tick only the 8 places apply: 3000.05 × 1.0002 = 3000.65001.
+    let fill = book
+        .market_order(order(eth(), Side::Buy, dec!(1), 5, dec!(3000.05)))
+        .unwrap();
+    assert_eq!(fill.price, dec!(3000.65001));
+
+    // A SELL below one tick rounds down to zero: refused, nothing booked.
+    //   0.5 × 0.9998 = 0.4999 → down to 0 on a tick of 1
+    let sol = Symbol("SOLUSDT".into());
+    book.set_tick_size(&sol, dec!(1));
+    let before = book.clone();
+    assert_eq!(
+        book.market_order(order(sol.clone(), Side::Sell, dec!(1), 5, dec!(0.5))),
+        Err(PaperRejection::NonPositivePrice { price: dec!(0) })
+    );
+    assert_eq!(book.wallet_balance(), before.wallet_balance());
+    assert_eq!(book.position(&sol), None);
+}
+
+#[test]
+fn funding_is_paid_by_longs_and_received_by_shorts_at_a_positive_rate() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    // Long 0.1 BTC (fill 60012, fee 3.0006): wallet 10000 − 3.0006 = 9996.9994.
+    book.market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000)))
+        .unwrap();
+    // Short 2 ETH (fill 2999.4, fee 5998.8 × 0.0005 = 2.9994): wallet 9994.
+    book.market_order(order(eth(), Side::Sell, dec!(2), 10, dec!(3000)))
+        .unwrap();
+    assert_eq!(book.wallet_balance(), dec!(9994));
+
+    // +0.0001 on the long at mark 60500: pays 0.1 × 60500 × 0.0001 = 0.605.
+    let funding = book
+        .apply_funding(&btc(), dec!(0.0001), dec!(60500), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        funding,
+        PaperFunding {
+            symbol: btc(),
+            side: PositionSide::Long,
+            quantity: dec!(0.1),
+            mark: dec!(60500),
+            rate: dec!(0.0001),
+            amount: dec!(-0.605),
+            ts: at(1),
+        }
+    );
+    assert_eq!(book.wallet_balance(), dec!(9993.395)); // 9994 − 0.605
+                                                       // +0.000125 on the short at mark 3001.23: receives 2 × 3001.23 × 0.000125 = 0.7503075.
+    let funding = book
+        .apply_funding(&eth(), dec!(0.000125), dec!(3001.23), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(funding.amount, dec!(0.7503075));
+    assert_eq!(book.wallet_balance(), dec!(9994.1453075)); // 9993.395 + 0.7503075
+
+    // Funding moves the wallet only: positions, margins and marks are untouched.
+    assert_eq!(book.position(&btc()).unwrap().margin, dec!(1200.24));
+    assert_eq!(book.last_price(&btc()), Some(dec!(60000)));
+}
+
+#[test]
+fn funding_at_a_negative_rate_pays_longs_and_charges_shorts() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    book.market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000)))
+        .unwrap();
+    book.market_order(order(eth(), Side::Sell, dec!(2), 10, dec!(3000)))
+        .unwrap();
+    // −0.0003 on the long at 59000: receives 0.1 × 59000 × 0.0003 = 1.77.
+    let long = book
+        .apply_funding(&btc(), dec!(-0.0003), dec!(59000), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(long.amount, dec!(1.77));
+    // −0.00001234 on the short at 3000: pays 2 × 3000 × 0.00001234 = 0.07404.
+    let short = book
+        .apply_funding(&eth(), dec!(-0.00001234), dec!(3000), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(short.amount, dec!(-0.07404));
+    assert_eq!(book.wallet_balance(), dec!(9995.69596)); // 9994 + 1.77 − 0.07404
+}
+
+#[test]
+fn funding_rounds_once_half_away_from_zero_on_both_sides() {
+    let mut book = PaperBook::new(dec!(1000), settings());
+    let sol = Symbol("SOLUSDT".into());
+    // 0.001 × 0.5 × 0.00001 = 0.000000005: exactly half of the 8th place.
+    book.market_order(order(sol.clone(), Side::Buy, dec!(0.001), 1, dec!(0.5)))
+        .unwrap();
+    let paid = book
+        .apply_funding(&sol, dec!(0.00001), dec!(0.5), at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid.amount, dec!(-0.00000001));
+    let received = book
+        .apply_funding(&sol, dec!(-0.00001), dec!(0.5), at(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.amount, dec!(0.00000001));
+    // A zero rate books a zero payment (and it reads as 0, not −0).
+    let nothing = book
+        .apply_funding(&sol, dec!(0), dec!(0.5), at(3))
+        .unwrap()
+        .unwrap();
+    assert_eq!(nothing.amount.to_string(), "0");
+}
+
+#[test]
+fn funding_without_a_position_or_with_absurd_numbers_books_nothing() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    assert_eq!(
+        book.apply_funding(&btc(), dec!(0.0001), dec!(60000), at(1)),
+        Ok(None)
+    );
+    book.market_order(order(btc(), Side::Buy, dec!(0.1), 5, dec!(60000)))
+        .unwrap();
+    let before = book.clone();
+    assert_eq!(
+        book.apply_funding(&btc(), dec!(0.0001), dec!(0), at(1)),
+        Err(PaperRejection::NonPositivePrice { price: dec!(0) })
+    );
+    // 0.1 × 60000 × Decimal::MAX does not fit.
+    assert_eq!(
+        book.apply_funding(&btc(), Decimal::MAX, dec!(60000), at(1)),
+        Err(PaperRejection::Overflow)
+    );
+    assert_eq!(book, before);
+}
+
+#[test]
+fn funding_serializes_like_a_fill() {
+    let funding = PaperFunding {
+        symbol: btc(),
+        side: PositionSide::Short,
+        quantity: dec!(0.1),
+        mark: dec!(60500),
+        rate: dec!(0.0001),
+        amount: dec!(0.605),
+        ts: at(1),
+    };
+    let json = serde_json::to_value(&funding).unwrap();
+    assert_eq!(json["side"], "short");
+    assert_eq!(json["amount"], "0.605");
+    assert_eq!(json["rate"], "0.0001");
+    let back: PaperFunding = serde_json::from_value(json).unwrap();
+    assert_eq!(back, funding);
+}
+
+#[test]
+fn a_long_is_liquidated_at_its_liquidation_price_before_its_stop_loss() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    book.set_tick_size(&eth(), dec!(0.01));
+    // Long 1 ETH at 3000, 10x: fill 3000 × 1.0002 = 3000.6 (on the tick),
+    //   fee 3000.6 × 0.0005 = 1.5003, margin 300.06; wallet 10000 − 1.5003 = 9998.4997.
+    book.market_order(order(eth(), Side::Buy, dec!(1), 10, dec!(3000)))
+        .unwrap();
+    // A stop below the liquidation price never gets its turn.
+    book.set_protection(&eth(), Some(dec!(3300)), Some(dec!(2600)))
+        .unwrap();
+    // liq = (3000.6 × 1 − 300.06) / (1 × 0.995) = 2700.54 / 0.995 = 2714.110552763… → 2714.11055276
+    assert_eq!(book.liquidation_price(&eth()), Some(dec!(2714.11055276)));
+    // At 2720 it survives; maintenance margin = 0.005 × 2720 × 1 = 13.6.
+    assert!(book.on_price(&eth(), dec!(2720), at(1)).is_empty());
+    assert_eq!(book.maintenance_margin(&eth()), Some(dec!(13.6)));
+    assert_eq!(book.balance().maintenance_margin, dec!(13.6));
+
+    // The price gaps to 2500, past the liquidation price and the stop: the venue's
+    // engine takes the position over at the liquidation price, not at 2500.
+    //   fill      = 2714.11055276 down to the tick = 2714.11 (no slippage)
+    //   fee       = 2714.11 × 0.0005             = 1.357055
+    //   realized  = (2714.11 − 3000.6) × 1       = −286.49
+    //   clearance = 0.005 × 2714.11 × 1          = 13.57055
+    //   wallet    = 9998.4997 − 1.357055 − 13.57055 − 286.49 = 9697.082095
+    // realized + clearance = −300.06055: the margin (300.06) is gone, plus the tick.
+    let fills = book.on_price(&eth(), dec!(2500), at(2));
+    assert_eq!(fills.len(), 1);
+    let fill = &fills[0];
+    assert_eq!(fill.reason, FillReason::Liquidation);
+    assert_eq!(fill.side, Side::Sell);
+    assert_eq!(fill.quantity, dec!(1));
+    assert_eq!(fill.price, dec!(2714.11));
+    assert_eq!(fill.fee, dec!(1.357055));
+    assert_eq!(fill.realized_pnl, dec!(-286.49));
+    assert_eq!(fill.liquidation_fee, dec!(13.57055));
+    assert_eq!(fill.position_after, None);
+    assert_eq!(fill.ts, at(2));
+    assert_eq!(book.position(&eth()), None);
+    assert_eq!(book.liquidation_price(&eth()), None);
+    assert_eq!(book.maintenance_margin(&eth()), None);
+    assert_eq!(book.last_price(&eth()), Some(dec!(2500)));
+    assert_eq!(book.wallet_balance(), dec!(9697.082095));
+    let json = serde_json::to_value(fill).unwrap();
+    assert_eq!(json["reason"], "liquidation");
+    assert_eq!(json["liquidation_fee"], "13.57055");
+}
+
+#[test]
+fn a_bar_that_reaches_a_short_liquidation_price_liquidates_before_the_take_profit() {
+    let mut book = PaperBook::new(dec!(10000), settings());
+    book.set_tick_size(&eth(), dec!(0.01));
+    // Short 2 ETH at 3000, 10x: fill 2999.4, fee 5998.8 × 0.0005 = 2.9994,
+    //   margin 599.88; wallet 10000 − 2.9994 = 9997.0006.
+    book.market_order(order(eth(), Side::Sell, dec!(2), 10, dec!(3000)))
+        .unwrap();
+    book.set_protection(&eth(), Some(dec!(2900)), Some(dec!(3400)))
+        .unwrap();
+    // liq = (2999.4 × 2 + 599.88) / (2 × 1.005) = 6598.68 / 2.01 = 3282.925373134… → 3282.92537313
+    assert_eq!(book.liquidation_price(&eth()), Some(dec!(3282.92537313)));
+    // The bar dips through the TP (2900) and spikes through the liquidation price,
+    // not the stop (3400). Which came first is unknown: the worse, liquidation, wins.
+    //   fill      = 3282.92537313 up to the tick (a BUY) = 3282.93
+    //   fee       = 3282.93 × 2 × 0.0005        = 6565.86 × 0.0005 = 3.28293
+    //   realized  = −(3282.93 − 2999.4) × 2      = −567.06
+    //   clearance = 0.005 × 6565.86              = 32.8293
+    //   wallet    = 9997.0006 − 3.28293 − 32.8293 − 567.06 = 9393.82837
+    let bar = candle(dec!(3000), dec!(3300), dec!(2850), dec!(3100));
+    let fills = book.on_candle(&eth(), &bar, at(3));
+    assert_eq!(fills.len(), 1);
+    let fill = &fills[0];
+    assert_eq!(fill.reason, FillReason::Liquidation);
+    assert_eq!(fill.side, Side::Buy);
+    assert_eq!(fill.price, dec!(3282.93));
+    assert_eq!(fill.fee, dec!(3.28293));
+    assert_eq!(fill.realized_pnl, dec!(-567.06));
+    assert_eq!(fill.liquidation_fee, dec!(32.8293));
+    assert_eq!(book.position(&eth()), None);
+    assert_eq!(book.last_price(&eth()), Some(dec!(3100)));
+    assert_eq!(book.wallet_balance(), dec!(9393.82837));
+}
+
+#[test]
+fn a_1x_long_is_never_liquidated() {
+    let mut book = PaperBook::new(dec!(1000), settings());
+    // 0.01 BTC at 60000, 1x: fill 60012, margin 600.12 = the whole entry notional.
+    book.market_order(order(btc(), Side::Buy, dec!(0.01), 1, dec!(60000)))
+        .unwrap();
+    assert_eq!(book.liquidation_price(&btc()), None);
+    // Down to one cent: no liquidation, the position is still there.
+    assert!(book.on_price(&btc(), dec!(0.01), at(1)).is_empty());
+    let bar = candle(dec!(0.02), dec!(0.02), dec!(0.01), dec!(0.01));
+    assert!(book.on_candle(&btc(), &bar, at(2)).is_empty());
+    assert_eq!(book.position(&btc()).unwrap().quantity, dec!(0.01));
+    // maintenance margin = 0.005 × 0.01 × 0.01 = 0.0000005
+    assert_eq!(book.maintenance_margin(&btc()), Some(dec!(0.0000005)));
+}
+
+#[test]
+fn a_liquidation_that_cannot_be_booked_changes_nothing() {
+    // A wallet at Decimal::MIN cannot pay the fees: the liquidation overflows, so the
+    // position stays open and the update returns no fill.
+    let position = PaperPosition {
+        symbol: eth(),
+        side: PositionSide::Short,
+        quantity: dec!(1),
+        entry_price: dec!(3000),
+        leverage: 10,
+        margin: dec!(300),
+        tp_price: None,
+        sl_price: None,
+        opened_at: at(0),
+        realized_pnl: dec!(0),
+    };
+    let mut book = PaperBook::restore(Decimal::MIN, vec![position], settings()).unwrap();
+    // liq = (3000 + 300) / 1.005 = 3283.58208955
+    assert_eq!(book.liquidation_price(&eth()), Some(dec!(3283.58208955)));
+    let before = book.clone();
+    assert!(book.on_price(&eth(), dec!(4000), at(1)).is_empty());
+    assert_eq!(book.position(&eth()), before.position(&eth()));
+    assert_eq!(book.wallet_balance(), Decimal::MIN);
+    // Absurd marks are reported, saturated, without panicking.
+    book.on_price(&eth(), Decimal::MAX, at(2));
+    assert!(book.balance().maintenance_margin > dec!(1e20));
+    assert_eq!(book.position(&eth()), before.position(&eth()));
 }
 
 #[test]
@@ -648,13 +960,14 @@ fn random_orders_and_prices_keep_the_books_balanced() {
         FillReason::Flip,
         FillReason::TakeProfit,
         FillReason::StopLoss,
+        FillReason::Liquidation,
     ] {
         assert!(seen.contains(&reason), "{reason:?} never happened");
     }
 }
 
 /// Runs `steps` random operations (orders, some malformed; protections; closes; prices;
-/// candles) over three symbols and checks the book's invariants after each one.
+/// candles; funding) over three symbols and checks the book's invariants after each one.
 /// Returns the fill reasons seen.
 fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
     let symbols = [btc(), eth(), Symbol("SOLUSDT".into())];
@@ -662,8 +975,12 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
     let start = dec!(100000);
     let mut walk = Walk(seed);
     let mut book = PaperBook::new(start, settings());
+    // BTC and ETH fill on a tick grid, SOL only on the 8 places.
+    book.set_tick_size(&symbols[0], dec!(0.1));
+    book.set_tick_size(&symbols[1], dec!(0.01));
     let mut prices = bases;
-    let (mut fees, mut realized) = (Decimal::ZERO, Decimal::ZERO);
+    let (mut fees, mut liquidation_fees, mut realized, mut funding) =
+        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
     let mut seen = HashSet::new();
 
     for step in 0..steps {
@@ -678,7 +995,8 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
         let ts = at(step);
         let before = book.clone();
 
-        let fills: Vec<PaperFill> = match walk.below(10) {
+        let kind = walk.below(11);
+        let fills: Vec<PaperFill> = match kind {
             0..=4 => {
                 let quantity = match walk.below(20) {
                     0 => dec!(0),
@@ -742,6 +1060,24 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
                 );
                 book.on_candle(&symbol, &bar, ts)
             }
+            8 => {
+                // A funding time: a rate in [−0.1 %, +0.1 %] at the current price.
+                let rate = walk.decimal(2001, 6) - dec!(0.001);
+                match book.apply_funding(&symbol, rate, price, ts) {
+                    Ok(Some(payment)) => {
+                        // A long pays a positive rate, a short receives it.
+                        let owed = -payment.side.sign() * payment.quantity * price * rate;
+                        assert_eq!(
+                            payment.amount,
+                            owed.round_dp_with_strategy(8, RoundingStrategy::MidpointAwayFromZero)
+                        );
+                        funding += payment.amount;
+                    }
+                    Ok(None) => assert!(before.position(&symbol).is_none()),
+                    Err(rejection) => panic!("funding refused: {rejection}"),
+                }
+                Vec::new()
+            }
             _ => book.on_price(&symbol, price, ts),
         };
 
@@ -751,17 +1087,37 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
             assert!(fill.price > Decimal::ZERO);
             assert_eq!(fill.ts, ts);
             assert_eq!(fill.position_after.as_ref(), book.position(&fill.symbol));
+            if fill.reason == FillReason::Liquidation {
+                assert!(fill.liquidation_fee > Decimal::ZERO);
+            } else {
+                assert_eq!(fill.liquidation_fee, Decimal::ZERO);
+            }
             fees += fill.fee;
+            liquidation_fees += fill.liquidation_fee;
             realized += fill.realized_pnl;
         }
 
-        // wallet = start − fees + realized PnL, exactly.
+        // After market data, no position is left beyond its liquidation price.
+        if matches!(kind, 7 | 9 | 10) {
+            if let (Some(position), Some(liquidation)) =
+                (book.position(&symbol), book.liquidation_price(&symbol))
+            {
+                let mark = book.last_price(&symbol).unwrap();
+                match position.side {
+                    PositionSide::Long => assert!(mark > liquidation, "step {step}"),
+                    PositionSide::Short => assert!(mark < liquidation, "step {step}"),
+                }
+            }
+        }
+
+        // wallet = start − fees − liquidation fees + realized PnL + funding, exactly.
         assert_eq!(
             book.wallet_balance(),
-            start - fees + realized,
+            start - fees - liquidation_fees + realized + funding,
             "step {step}"
         );
         let mut used_margin = Decimal::ZERO;
+        let mut maintenance_margin = Decimal::ZERO;
         let mut unrealized = Decimal::ZERO;
         for position in book.positions() {
             assert!(position.quantity > Decimal::ZERO);
@@ -771,9 +1127,12 @@ fn random_walk(seed: u64, steps: i64) -> HashSet<FillReason> {
             used_margin += position.margin;
             let mark = book.last_price(&position.symbol).unwrap();
             unrealized += position.unrealized_pnl(mark);
+            maintenance_margin += (mark * position.quantity * dec!(0.005))
+                .round_dp_with_strategy(8, RoundingStrategy::MidpointAwayFromZero);
         }
         let balance = book.balance();
         assert_eq!(balance.used_margin, used_margin);
+        assert_eq!(balance.maintenance_margin, maintenance_margin);
         assert_eq!(balance.unrealized_pnl, unrealized);
         assert_eq!(balance.equity, balance.wallet_balance + unrealized);
         assert_eq!(balance.available, balance.equity - used_margin);

@@ -22,15 +22,15 @@ use crate::domain::instrument::SymbolRules;
 use crate::domain::types::{Candle, Symbol};
 use crate::exchange::error::VenueError;
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::gate::{weight_of, VenueGate};
+use super::http::{retrying, Request, VenueHttp};
 use super::wire;
 
 /// `GET /fapi/v1/ping`.
@@ -46,8 +46,7 @@ pub const PREMIUM_INDEX: &str = "/fapi/v1/premiumIndex";
 /// `GET /fapi/v1/openInterest`.
 pub const OPEN_INTEREST: &str = "/fapi/v1/openInterest";
 
-/// Header in which the venue reports the IP's request weight used this minute.
-pub const USED_WEIGHT_HEADER: &str = "x-mbx-used-weight-1m";
+pub use super::http::USED_WEIGHT_HEADER;
 
 /// The largest `limit` the klines endpoint accepts.
 pub const MAX_KLINES: u32 = 1500;
@@ -172,111 +171,12 @@ pub struct OpenInterest {
 }
 
 /// Client of the venue's public market-data endpoints. Cheap to clone; clones share
-/// the connection pool and the used-weight counter.
+/// the connection pool, and every client of one base URL shares its [`VenueGate`].
 #[derive(Clone, Debug)]
 pub struct MarketClient {
-    http: reqwest::Client,
-    /// Base URL without a trailing slash (`https://fapi.asterdex.com`).
-    base: String,
+    http: VenueHttp,
     policy: RetryPolicy,
-    used_weight: Arc<AtomicU32>,
     log: slog::Logger,
-}
-
-/// Checks a configured base URL and returns it without a trailing slash.
-fn validate_base_url(base_url: &str) -> Result<String, VenueError> {
-    let invalid = |reason: &str| VenueError::InvalidUrl {
-        url: base_url.to_string(),
-        reason: reason.to_string(),
-    };
-    let url = url::Url::parse(base_url.trim()).map_err(|e| invalid(&e.to_string()))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(invalid("the scheme must be http or https"));
-    }
-    if url.host_str().map_or(true, str::is_empty) {
-        return Err(invalid("a host is required"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("credentials do not belong in the URL"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("a base URL has no query or fragment"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
-/// Reads `Retry-After` as whole seconds (the form the venue uses).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// The error chain of a transport failure as one line, without the URL.
-fn transport_detail(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
-}
-
-/// Turns a non-2xx answer into the matching [`VenueError`].
-fn classify(endpoint: &str, status: u16, retry_after: Option<Duration>, body: &[u8]) -> VenueError {
-    let endpoint = endpoint.to_string();
-    match status {
-        418 => {
-            return VenueError::Banned {
-                endpoint,
-                retry_after,
-            }
-        }
-        429 => {
-            return VenueError::RateLimited {
-                endpoint,
-                retry_after,
-            }
-        }
-        _ => {}
-    }
-    let venue_error = serde_json::from_slice::<wire::ErrorBodyWire>(body).ok();
-    match venue_error {
-        Some(e) if (400..500).contains(&status) => VenueError::Api {
-            endpoint,
-            status,
-            code: e.code,
-            msg: e.msg,
-        },
-        Some(e) => VenueError::Http {
-            endpoint,
-            status,
-            detail: format!("code {}: {}", e.code, e.msg),
-        },
-        None => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            VenueError::Http {
-                endpoint,
-                status,
-                detail: if text.is_empty() {
-                    "empty body".to_string()
-                } else {
-                    wire::snippet(&text)
-                },
-            }
-        }
-    }
 }
 
 impl MarketClient {
@@ -284,21 +184,9 @@ impl MarketClient {
     /// fake in tests). Fails with [`VenueError::InvalidUrl`] when the URL is not an
     /// absolute http(s) URL without query, fragment or credentials.
     pub fn new(base_url: &str, policy: RetryPolicy) -> Result<MarketClient, VenueError> {
-        let base = validate_base_url(base_url)?;
-        let http = reqwest::Client::builder()
-            .timeout(policy.timeout)
-            .connect_timeout(policy.timeout)
-            .user_agent(concat!("vibex/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| VenueError::Transport {
-                endpoint: "(client setup)".to_string(),
-                detail: transport_detail(e),
-            })?;
         Ok(MarketClient {
-            http,
-            base,
+            http: VenueHttp::new(base_url, policy.timeout)?,
             policy,
-            used_weight: Arc::new(AtomicU32::new(0)),
             log: slog::Logger::root(slog::Discard, slog::o!()),
         })
     }
@@ -312,7 +200,12 @@ impl MarketClient {
 
     /// The base URL requests go to (no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.http.base_url()
+    }
+
+    /// The request gate shared by every client of this base URL.
+    pub fn gate(&self) -> &Arc<VenueGate> {
+        self.http.gate()
     }
 
     /// The retry policy in force.
@@ -323,7 +216,7 @@ impl MarketClient {
     /// Request weight this IP has used in the current minute, as last reported by the
     /// venue (`X-MBX-USED-WEIGHT-1M`); 0 before the first answer.
     pub fn used_weight(&self) -> u32 {
-        self.used_weight.load(Ordering::Relaxed)
+        self.http.gate().status().used_weight
     }
 
     /// Checks that the venue answers (`GET /fapi/v1/ping`).
@@ -421,80 +314,21 @@ impl MarketClient {
         endpoint: &'static str,
         query: &[(&str, &str)],
     ) -> Result<Vec<u8>, VenueError> {
-        let mut retry = 0;
-        loop {
-            let err = match self.attempt(endpoint, query).await {
-                Ok(body) => return Ok(body),
-                Err(err) => err,
-            };
-            let wait = match &err {
-                VenueError::RateLimited {
-                    retry_after: Some(after),
-                    ..
-                } => {
-                    if *after > self.policy.max_delay {
-                        return Err(err); // the caller must wait longer than a call should
-                    }
-                    *after
-                }
-                e if e.is_retryable() => self.policy.backoff(retry),
-                _ => return Err(err),
-            };
-            if retry >= self.policy.max_retries {
-                return Err(err);
-            }
-            retry += 1;
-            slog::warn!(self.log, "venue request failed; retrying";
-                "endpoint" => endpoint,
-                "retry" => retry,
-                "max_retries" => self.policy.max_retries,
-                "wait_ms" => u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "error" => %err);
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// One GET: records the used weight, classifies non-2xx answers.
-    async fn attempt(
-        &self,
-        endpoint: &'static str,
-        query: &[(&str, &str)],
-    ) -> Result<Vec<u8>, VenueError> {
-        let url = format!("{}{}", self.base, endpoint);
-        let failed = |e: reqwest::Error| {
-            if e.is_timeout() {
-                VenueError::Timeout {
-                    endpoint: endpoint.to_string(),
-                    timeout: self.policy.timeout,
-                }
-            } else {
-                VenueError::Transport {
-                    endpoint: endpoint.to_string(),
-                    detail: transport_detail(e),
-                }
-            }
-        };
-        let mut request = self.http.get(url);
-        if !query.is_empty() {
-            request = request.query(query);
-        }
-        let response = request.send().await.map_err(failed)?;
-        if let Some(weight) = response
-            .headers()
-            .get(USED_WEIGHT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok())
-        {
-            self.used_weight.store(weight, Ordering::Relaxed);
-        }
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(failed)?;
-        if (200..300).contains(&status) {
-            Ok(body.to_vec())
-        } else {
-            Err(classify(endpoint, status, retry_after, &body))
-        }
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish();
+        let weight = weight_of(endpoint, query);
+        retrying(&self.policy, &self.log, endpoint, || {
+            self.http.send(Request {
+                method: reqwest::Method::GET,
+                path: endpoint,
+                encoded: &encoded,
+                api_key: None,
+                weight,
+                max_wait: self.policy.max_delay,
+            })
+        })
+        .await
     }
 }
 
@@ -514,29 +348,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_urls_are_checked() {
-        assert_eq!(
-            validate_base_url("https://fapi.asterdex.com/").unwrap(),
-            "https://fapi.asterdex.com"
-        );
-        assert_eq!(
-            validate_base_url("http://127.0.0.1:8080").unwrap(),
-            "http://127.0.0.1:8080"
-        );
-        for bad in [
-            "fapi.asterdex.com",
-            "ftp://fapi.asterdex.com",
-            "https://key:secret@fapi.asterdex.com",
-            "https://fapi.asterdex.com/?x=1",
-            "",
-        ] {
-            let err = validate_base_url(bad).unwrap_err();
-            assert!(matches!(err, VenueError::InvalidUrl { .. }), "{bad}: {err}");
-        }
-        assert!(MarketClient::new("not a url", RetryPolicy::default()).is_err());
-    }
-
-    #[test]
     fn backoff_doubles_up_to_the_cap_and_jitters_below_it() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.backoff_ceiling(0), Duration::from_millis(200));
@@ -547,49 +358,5 @@ mod tests {
         for retry in 0..10 {
             assert!(policy.backoff(retry) <= policy.backoff_ceiling(retry));
         }
-    }
-
-    #[test]
-    fn answers_are_classified_like_the_venue_means_them() {
-        let e = classify(
-            "/fapi/v1/klines",
-            400,
-            None,
-            br#"{"code":-1121,"msg":"Invalid symbol."}"#,
-        );
-        assert_eq!(e.venue_code(), Some(-1121));
-        assert!(!e.is_retryable());
-
-        let e = classify(
-            "/fapi/v1/time",
-            503,
-            None,
-            br#"{"code":-1001,"msg":"Internal error."}"#,
-        );
-        assert!(matches!(e, VenueError::Http { status: 503, .. }));
-        assert!(e.to_string().contains("code -1001: Internal error."), "{e}");
-        assert!(e.is_retryable());
-
-        let e = classify(
-            "/fapi/v1/time",
-            403,
-            None,
-            b"<html>\n  <body>WAF</body></html>",
-        );
-        assert_eq!(
-            e.to_string(),
-            "/fapi/v1/time: venue answered HTTP 403: <html> <body>WAF</body></html>"
-        );
-
-        let e = classify("/fapi/v1/time", 418, Some(Duration::from_secs(120)), b"");
-        assert!(matches!(e, VenueError::Banned { .. }));
-        let e = classify("/fapi/v1/time", 429, None, b"");
-        assert!(matches!(
-            e,
-            VenueError::RateLimited {
-                retry_after: None,
-                ..
-            }
-        ));
     }
 }

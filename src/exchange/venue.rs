@@ -1,0 +1,238 @@
+//! What a futures venue holds for an account, in venue-neutral terms: the values the
+//! live client reads from AsterDEX and the paper venue produces from its book, so that
+//! one reconciliation compares either with what vibex recorded.
+//!
+//! Entry points: [`OrderRequest`] (what vibex asks a venue to do), [`VenueOrder`],
+//! [`VenuePosition`], [`VenueBalance`], [`VenueTrade`], [`VenueIncome`] (what the venue
+//! says), [`VenueSnapshot`] (all of it at one moment).
+//!
+//! Invariants: money, prices and quantities are decimals exactly as the venue sent
+//! them; a position's `amount` is signed (> 0 long, < 0 short, never 0 in a snapshot);
+//! order statuses use the venue's words (`NEW`, `PARTIALLY_FILLED`, `FILLED`,
+//! `CANCELED`, `REJECTED`, `EXPIRED`).
+
+use crate::domain::types::{PositionSide, Side, Symbol};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// Order types vibex sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum OrderKind {
+    /// Market order (entries and exits).
+    Market,
+    /// Stop-loss trigger: market order when the mark crosses `stop_price` against the
+    /// position.
+    StopMarket,
+    /// Take-profit trigger: market order when the mark crosses `stop_price` in the
+    /// position's favour.
+    TakeProfitMarket,
+}
+
+impl OrderKind {
+    /// The venue's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Market => "MARKET",
+            OrderKind::StopMarket => "STOP_MARKET",
+            OrderKind::TakeProfitMarket => "TAKE_PROFIT_MARKET",
+        }
+    }
+
+    /// Parses the venue's spelling.
+    pub fn parse(text: &str) -> Option<OrderKind> {
+        match text {
+            "MARKET" => Some(OrderKind::Market),
+            "STOP_MARKET" => Some(OrderKind::StopMarket),
+            "TAKE_PROFIT_MARKET" => Some(OrderKind::TakeProfitMarket),
+            _ => None,
+        }
+    }
+
+    /// True for the protection orders (TP/SL triggers).
+    pub fn is_trigger(self) -> bool {
+        self != OrderKind::Market
+    }
+}
+
+/// One order vibex asks the venue to place. Quantities and prices are already rounded
+/// to the symbol's step and tick.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrderRequest {
+    /// The perpetual.
+    pub symbol: Symbol,
+    /// BUY or SELL.
+    pub side: Side,
+    /// MARKET, STOP_MARKET or TAKE_PROFIT_MARKET.
+    pub kind: OrderKind,
+    /// Base quantity; `None` for a close-position trigger.
+    pub quantity: Option<Decimal>,
+    /// Trigger price of a TP/SL (compared with the mark price).
+    pub stop_price: Option<Decimal>,
+    /// Only reduce a position.
+    pub reduce_only: bool,
+    /// Close the whole position when triggered (TP/SL; no quantity).
+    pub close_position: bool,
+    /// Deterministic client order id (`vx-...`), the idempotency key.
+    pub client_order_id: String,
+}
+
+/// True for statuses of an order still working on the venue.
+pub fn is_open_status(status: &str) -> bool {
+    matches!(status, "NEW" | "PARTIALLY_FILLED")
+}
+
+/// An order as the venue reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VenueOrder {
+    /// The perpetual.
+    pub symbol: Symbol,
+    /// The venue's order id.
+    pub order_id: String,
+    /// The client order id it was placed with.
+    pub client_order_id: String,
+    /// BUY or SELL.
+    pub side: Side,
+    /// Order type in the venue's words.
+    pub order_type: String,
+    /// Status in the venue's words.
+    pub status: String,
+    /// Ordered quantity (0 for a close-position trigger).
+    pub orig_qty: Decimal,
+    /// Filled quantity.
+    pub executed_qty: Decimal,
+    /// Average fill price, when something filled.
+    pub avg_price: Option<Decimal>,
+    /// Trigger price, for TP/SL.
+    pub stop_price: Option<Decimal>,
+    /// Reduce-only flag.
+    pub reduce_only: bool,
+    /// Close-position flag.
+    pub close_position: bool,
+    /// Last change on the venue.
+    pub update_time: DateTime<Utc>,
+}
+
+impl VenueOrder {
+    /// Still working on the venue.
+    pub fn is_open(&self) -> bool {
+        is_open_status(&self.status)
+    }
+}
+
+/// An open position as the venue reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VenuePosition {
+    /// The perpetual.
+    pub symbol: Symbol,
+    /// Signed base quantity: > 0 long, < 0 short.
+    pub amount: Decimal,
+    /// Average entry price.
+    pub entry_price: Decimal,
+    /// Mark price.
+    pub mark_price: Decimal,
+    /// Unrealized PnL at the mark.
+    pub unrealized_pnl: Decimal,
+    /// Liquidation price, when the venue computes one.
+    pub liquidation_price: Option<Decimal>,
+    /// Leverage of the symbol.
+    pub leverage: u32,
+    /// `isolated` or `cross`.
+    pub margin_type: String,
+    /// Margin held by an isolated position.
+    pub isolated_margin: Decimal,
+}
+
+impl VenuePosition {
+    /// Long or short.
+    pub fn side(&self) -> PositionSide {
+        if self.amount.is_sign_negative() {
+            PositionSide::Short
+        } else {
+            PositionSide::Long
+        }
+    }
+
+    /// Absolute quantity.
+    pub fn quantity(&self) -> Decimal {
+        self.amount.abs()
+    }
+}
+
+/// Account totals (USDT).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VenueBalance {
+    /// Deposits + realized PnL − fees ± funding.
+    pub wallet_balance: Decimal,
+    /// Σ unrealized PnL.
+    pub unrealized_pnl: Decimal,
+    /// Wallet + unrealized.
+    pub margin_balance: Decimal,
+    /// What new orders can use.
+    pub available_balance: Decimal,
+    /// Initial margin held by positions and orders.
+    pub initial_margin: Decimal,
+    /// Maintenance margin of the positions.
+    pub maint_margin: Decimal,
+}
+
+/// One execution (a fill) as the venue reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VenueTrade {
+    /// The venue's trade id (unique per symbol and account).
+    pub id: String,
+    /// The order it belongs to.
+    pub order_id: String,
+    /// The order's client id, when the source carries it (the user stream does,
+    /// `userTrades` does not).
+    pub client_order_id: Option<String>,
+    /// The perpetual.
+    pub symbol: Symbol,
+    /// BUY or SELL.
+    pub side: Side,
+    /// Fill price.
+    pub price: Decimal,
+    /// Filled quantity.
+    pub quantity: Decimal,
+    /// Fee charged (positive = paid).
+    pub commission: Decimal,
+    /// Fee asset.
+    pub commission_asset: String,
+    /// Realized PnL of the fill (before fees).
+    pub realized_pnl: Decimal,
+    /// Maker (true) or taker.
+    pub maker: bool,
+    /// Execution time.
+    pub time: DateTime<Utc>,
+}
+
+/// One income record (`GET /fapi/v1/income`): realized PnL, funding, commission...
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VenueIncome {
+    /// The venue's transaction id.
+    pub tran_id: String,
+    /// The symbol, when the income belongs to one.
+    pub symbol: Option<Symbol>,
+    /// `REALIZED_PNL`, `FUNDING_FEE`, `COMMISSION`, `TRANSFER`, ...
+    pub kind: String,
+    /// Signed amount (+ credited).
+    pub amount: Decimal,
+    /// Asset (`USDT`).
+    pub asset: String,
+    /// When it was booked.
+    pub time: DateTime<Utc>,
+    /// The trade it came from, when any.
+    pub trade_id: Option<String>,
+}
+
+/// Everything the venue holds for the account at one moment (the input of
+/// reconciliation).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VenueSnapshot {
+    /// Totals.
+    pub balance: VenueBalance,
+    /// Open positions (non-zero amounts only).
+    pub positions: Vec<VenuePosition>,
+    /// Working orders.
+    pub open_orders: Vec<VenueOrder>,
+}
