@@ -12,6 +12,8 @@ use rust_decimal_macros::dec;
 use serde_json::Value;
 use sha2::Sha256;
 use std::time::{Duration, Instant};
+use vibex::exchange::aster::sign::{Credentials, WalletKey};
+use vibex::secret::Secret;
 
 const KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
 const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
@@ -1107,4 +1109,172 @@ async fn dropped_streams_can_reconnect_and_expired_keys_cannot() {
         client.raw("PUT", "/fapi/v1/listenKey", "").await.code(),
         -1125
     );
+}
+
+// ----- wallet signer (v3) -----
+
+/// The published demonstration wallet (never funds).
+const USER: &str = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e";
+const SIGNER: &str = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0";
+const SIGNER_KEY: &str = "0x4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1";
+
+fn wallet_credentials() -> Credentials {
+    let key = WalletKey::from_secret(&Secret::new(SIGNER_KEY)).expect("demo key");
+    Credentials::Wallet {
+        user: USER.parse().expect("user address"),
+        signer: key.address(),
+        key,
+    }
+}
+
+/// Signs with the crate's signer (`/fapi/v1/x` becomes `/fapi/v3/x`) at the fake's
+/// time and sends it: query for GET/DELETE, form body for POST/PUT.
+async fn wallet_send(
+    venue: &FakeVenue,
+    credentials: &Credentials,
+    method: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    tamper: impl Fn(String) -> String,
+) -> Answer {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let now = venue.server_time_ms();
+    let signed = credentials
+        .sign(path, &params, now, 5000, (now as u64) * 1000)
+        .expect("signed");
+    assert!(signed.path.starts_with("/fapi/v3/"), "{}", signed.path);
+    assert_eq!(signed.api_key, None);
+    let encoded = tamper(signed.encoded);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let http = reqwest::Client::new();
+    let request = if method == reqwest::Method::POST || method == reqwest::Method::PUT {
+        http.request(method, format!("{}{}", venue.base_url(), signed.path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encoded)
+    } else {
+        http.request(
+            method,
+            format!("{}{}?{encoded}", venue.base_url(), signed.path),
+        )
+    };
+    answer(request.send().await.expect("answer")).await
+}
+
+#[tokio::test]
+async fn a_wallet_signed_order_is_accepted_and_a_tampered_one_refused() {
+    let venue = FakeVenue::start();
+    venue.set_price("BTCUSDT", dec!(60000));
+    let account = venue.add_wallet_account(USER, SIGNER, dec!(1000));
+    let credentials = wallet_credentials();
+    let same = |e: String| e;
+
+    let acct = wallet_send(&venue, &credentials, "GET", "/fapi/v2/account", &[], same).await;
+    assert_eq!(acct.status, 200, "{}", acct.text);
+    assert_eq!(dec(&acct.json["totalWalletBalance"]), dec!(1000));
+
+    let order = [
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "MARKET"),
+        ("quantity", "0.001"),
+        ("newClientOrderId", "vx-wallet-1"),
+        ("newOrderRespType", "RESULT"),
+    ];
+    let placed = wallet_send(&venue, &credentials, "POST", "/fapi/v1/order", &order, same).await;
+    assert_eq!(placed.json["status"], "FILLED", "{}", placed.text);
+    assert_eq!(venue.positions(account)[0].amount, dec!(0.001));
+
+    // A business parameter changed after signing: the recovered signer differs.
+    let bigger = |e: String| e.replace("quantity=0.001", "quantity=0.002");
+    let tampered = wallet_send(
+        &venue,
+        &credentials,
+        "POST",
+        "/fapi/v1/order",
+        &order,
+        bigger,
+    )
+    .await;
+    assert_eq!(
+        (tampered.status, tampered.code()),
+        (400, -1022),
+        "{}",
+        tampered.text
+    );
+    // The nonce changed after signing (it is part of the hash).
+    let renonced = |e: String| {
+        let (head, tail) = e.split_once("&nonce=").expect("nonce");
+        let (nonce, rest) = tail.split_once('&').expect("after nonce");
+        let nonce: u64 = nonce.parse().expect("digits");
+        format!("{head}&nonce={}&{rest}", nonce + 1)
+    };
+    let bad = wallet_send(
+        &venue,
+        &credentials,
+        "POST",
+        "/fapi/v1/order",
+        &order,
+        renonced,
+    )
+    .await;
+    assert_eq!(bad.code(), -1022, "{}", bad.text);
+    assert_eq!(venue.order_count(account, "vx-wallet"), 1);
+
+    // The wallet's own listen key, through the v3 signed form.
+    let key = wallet_send(
+        &venue,
+        &credentials,
+        "POST",
+        "/fapi/v1/listenKey",
+        &[],
+        same,
+    )
+    .await;
+    assert_eq!(
+        key.json["listenKey"].as_str().map(str::len),
+        Some(64),
+        "{}",
+        key.text
+    );
+}
+
+#[tokio::test]
+async fn a_wallet_request_needs_the_registered_signer_and_a_fresh_nonce() {
+    let venue = FakeVenue::start();
+    let credentials = wallet_credentials();
+    let same = |e: String| e;
+    // Unknown user.
+    let a = wallet_send(&venue, &credentials, "GET", "/fapi/v2/account", &[], same).await;
+    assert_eq!((a.status, a.code()), (401, -2015), "{}", a.text);
+    // The user registered another API wallet: this signer is not it.
+    venue.add_wallet_account(USER, "0x000000000000000000000000000000000000dEaD", dec!(1));
+    let a = wallet_send(&venue, &credentials, "GET", "/fapi/v2/account", &[], same).await;
+    assert_eq!(a.code(), -1022, "{}", a.text);
+
+    let venue = FakeVenue::start();
+    venue.add_wallet_account(USER, SIGNER, dec!(1));
+    // Signed 6 s ago: the timestamp passes its 10 s window, the nonce (5 s) does not.
+    let params: Vec<(String, String)> = vec![];
+    let now = venue.server_time_ms();
+    let six_seconds_ago = now - 6_000;
+    let signed = credentials
+        .sign(
+            "/fapi/v2/account",
+            &params,
+            six_seconds_ago,
+            10_000,
+            (six_seconds_ago as u64) * 1000,
+        )
+        .expect("signed");
+    let url = format!("{}{}?{}", venue.base_url(), signed.path, signed.encoded);
+    let a = answer(reqwest::get(url).await.expect("answer")).await;
+    assert_eq!((a.status, a.code()), (400, -1021), "{}", a.text);
+    // The same request with the fake's clock 6 s behind: the nonce is fresh again.
+    venue.set_clock_offset_ms(-6_000);
+    let url = format!("{}{}?{}", venue.base_url(), signed.path, signed.encoded);
+    let a = answer(reqwest::get(url).await.expect("answer")).await;
+    assert_eq!(a.status, 200, "{}", a.text);
 }

@@ -566,20 +566,31 @@ fn check_timestamp(params: &Params, now: i64) -> Result<(), Reply> {
     Ok(())
 }
 
-/// Wallet-signer verification: rebuilds the JSON from the business parameters, hashes
-/// it with user, signer and nonce, recovers the address that signed, and compares it
-/// with `signer`.
-// TODO(signing-merge): call vibex::exchange::aster::sign::{wallet_json, wallet_hash,
-// recover_personal} once the signing module is on main; until then every wallet
-// signature is refused.
+/// Wallet-signer verification: rebuilds the JSON from the business parameters (all but
+/// `nonce`, `user`, `signer`, `signature`), hashes it with user, signer and nonce
+/// (the crate's `sign` module: ABI-encode, keccak256), recovers the address that made
+/// the EIP-191 signature, and compares it with `signer`.
 fn verify_wallet_signature(
-    _params: &Params,
-    _user: &str,
-    _signer: &str,
-    _nonce: u64,
-    _signature: &str,
+    params: &Params,
+    user: &str,
+    signer: &str,
+    nonce: u64,
+    signature: &str,
 ) -> Result<(), Reply> {
-    Err(code_reply(-1022))
+    use vibex::exchange::aster::sign::{recover_personal, wallet_hash, wallet_json, Address};
+    let business: Vec<(String, String)> = params
+        .list
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "nonce" | "user" | "signer" | "signature"))
+        .cloned()
+        .collect();
+    let user = Address::from_str(user).map_err(|_| Reply::mandatory("user"))?;
+    let signer = Address::from_str(signer).map_err(|_| Reply::mandatory("signer"))?;
+    let hash = wallet_hash(&wallet_json(&business), &user, &signer, nonce);
+    match recover_personal(&hash, signature) {
+        Ok(recovered) if recovered == signer => Ok(()),
+        _ => Err(code_reply(-1022)),
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1012,7 +1023,7 @@ impl Exchange {
     fn authenticate_wallet(&self, params: &Params, now: i64) -> Result<usize, Reply> {
         let user = params.require("user")?;
         let signer = params.require("signer")?;
-        let nonce_text = params.require("nonce")?;
+        params.require("nonce")?;
         let signature = params.require("signature")?;
         let index = self
             .accounts
@@ -1034,7 +1045,6 @@ impl Exchange {
             Some(n) if n >= 0 => n as u64,
             _ => return Err(illegal("nonce", INTEGER_RANGE)),
         };
-        let _ = nonce_text;
         let server_us = i128::from(now) * 1000;
         if (i128::from(nonce) - server_us).abs() > i128::from(NONCE_TOLERANCE_US) {
             return Err(code_reply(-1021));
