@@ -49,6 +49,11 @@
 //! - `newClientOrderId` is unique among OPEN orders only: a filled order's id can be
 //!   sent again, so a client must query before it retries.
 //! - Order ids, trade ids and income `tranId`s increase across all accounts.
+//! - Wire details as Binance: positionRisk / ACCOUNT_UPDATE print `marginType` in
+//!   lowercase (`cross`, `isolated`); an ACK reply to a MARKET order says NEW with
+//!   nothing executed (it has filled); a triggered conditional order's events carry
+//!   `o: MARKET` and `ot: <original type>`; a reduce-only MARKET larger than the
+//!   position fills the position's size (FILLED, `executedQty < origQty`).
 //!
 //! Not modeled: LIMIT / STOP / TAKE_PROFIT / TRAILING_STOP_MARKET orders (refused -1116
 //! with a note), `batchOrders`, hedge-mode trading (with hedge mode on every order is
