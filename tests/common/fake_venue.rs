@@ -1,19 +1,30 @@
-//! A loopback fake of AsterDEX's public futures endpoints, speaking the real wire
-//! format, for tests that must not touch the internet.
+//! A loopback fake of AsterDEX's futures API, speaking the real wire format, for tests
+//! that must not touch the internet: the public market data here, the signed trading
+//! API and the user data stream in the child module [`fake_trading`].
 //!
 //! Entry points: [`FakeVenue::start`] (an actix-web server on `127.0.0.1:0`, on its own
 //! thread with its own `actix_rt::System`, so it works under any test runtime, sync or
-//! async), [`FakeVenue::base_url`], and the controls: [`FakeVenue::set_price`],
-//! [`FakeVenue::clear_price_override`], [`FakeVenue::fail_next`],
-//! [`FakeVenue::set_down`], [`FakeVenue::rate_limit_next`], [`FakeVenue::requests`],
-//! [`FakeVenue::request_log`]. Dropping the value stops the server.
+//! async, plus a 100 ms tick thread for conditional orders), [`FakeVenue::base_url`],
+//! [`FakeVenue::ws_base_url`], and the controls: [`FakeVenue::set_price`],
+//! [`FakeVenue::clear_price_override`], [`FakeVenue::set_clock_offset_ms`],
+//! [`FakeVenue::fail_next`], [`FakeVenue::set_down`], [`FakeVenue::rate_limit_next`],
+//! [`FakeVenue::inject`], [`FakeVenue::hold_order_replies`], [`FakeVenue::requests`],
+//! [`FakeVenue::request_log`]; the trading hooks are documented in [`fake_trading`].
+//! Dropping the value stops the server (held or stalled replies are cut).
 //!
 //! Served (GET): `/fapi/v1/ping`, `/time`, `/exchangeInfo` (BTCUSDT, ETHUSDT, SOLUSDT
 //! with real-shaped filters; `pricePrecision`/`quantityPrecision` deliberately differ
 //! from tickSize/stepSize so a client that rounds with them is caught), `/klines`,
 //! `/premiumIndex`, `/openInterest`, `/fundingRate`, `/ticker/price`. Unknown symbol:
 //! 400 `{"code":-1121,"msg":"Invalid symbol."}`; bad parameters: 400 with the venue's
-//! code, never a panic. Every response carries `X-MBX-USED-WEIGHT-1M`.
+//! code, never a panic. Every response carries `X-MBX-USED-WEIGHT-1M` (one counter for
+//! public and signed requests); order placements also `X-MBX-ORDER-COUNT-1M`.
+//!
+//! Order of checks on every request: conditional orders are evaluated at the current
+//! prices; then an IP ban in force (418), `set_down` (503), `rate_limit_next` (429),
+//! `fail_next`, the first matching [`FakeVenue::inject`] fault; then the route. The
+//! server clock (`/time`, `timestamp`/`nonce` checks, the walk's "now") is the wall
+//! clock plus [`FakeVenue::set_clock_offset_ms`].
 //!
 //! How prices move (all derived from `tests/data/eurusd-1h.csv`, real EUR/USD bars):
 //! - Each symbol walks the data **one row per wall-clock minute**: the minute
@@ -38,16 +49,24 @@
 // Each test binary uses a different part of this support module.
 #![allow(dead_code)]
 
+// The trading half lives in its own file but inside this module, so that everything
+// that includes this file (the benches use `#[path]`) gets the whole venue.
+#[path = "fake_trading.rs"]
+pub mod fake_trading;
+
 use super::loopback::LoopbackServer;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use fake_trading::{Exchange, Fault, TradingRequest};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// The real EUR/USD hourly bars every symbol's prices are shaped after.
 const DATA: &str = include_str!("../data/eurusd-1h.csv");
@@ -411,8 +430,10 @@ pub struct LoggedRequest {
     pub path: String,
     /// Raw query string (may be empty).
     pub query: String,
+    /// Raw form body (empty for GET and for non-form bodies).
+    body: String,
     /// HTTP status answered.
-    pub status: u16,
+    status: u16,
 }
 
 /// Scripted behaviour and bookkeeping, shared between the test and the server thread.
@@ -425,14 +446,50 @@ struct Control {
     fail_status: u16,
     rate_limited_remaining: u32,
     rate_limit_retry_after: u64,
+    /// Faults scripted with [`FakeVenue::inject`], first match wins.
+    faults: Vec<InjectedFault>,
+    /// Server time (ms) until which every request answers 418.
+    banned_until: Option<i64>,
     weight_minute: i64,
     weight_used: u32,
     counts: HashMap<String, usize>,
     log: VecDeque<LoggedRequest>,
 }
 
+/// A fault scripted for requests whose path starts with `prefix` (version segment
+/// ignored), and optionally only for one method.
+struct InjectedFault {
+    method: Option<String>,
+    prefix: String,
+    fault: Fault,
+    remaining: u32,
+}
+
+/// `/fapi/v2/account` -> `/fapi/v*/account`, so a fault set on one version catches the
+/// same endpoint under the others (HMAC v1/v2, wallet v3).
+fn unversioned(path: &str) -> String {
+    match path.strip_prefix("/fapi/v") {
+        Some(rest) => match rest.split_once('/') {
+            Some((v, tail)) if v.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("/fapi/v*/{tail}")
+            }
+            _ => path.to_string(),
+        },
+        None => path.to_string(),
+    }
+}
+
+/// Current prices by symbol (mark = last = fill price in the fake).
+type Prices = HashMap<&'static str, Decimal>;
+
+/// Everything the server thread, the tick thread and the test share. Lock order: never
+/// take `control` while holding `trading` (the exchange gets a price snapshot instead).
 struct Shared {
     control: Mutex<Control>,
+    trading: Mutex<Exchange>,
+    clock_offset_ms: AtomicI64,
+    /// True while order replies are held ([`FakeVenue::hold_order_replies`]).
+    hold: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -440,6 +497,84 @@ impl Shared {
         // A test that panicked while holding the lock must not break the others.
         self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The exchange state of the trading half.
+    fn trading(&self) -> MutexGuard<'_, Exchange> {
+        self.trading.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fake's server clock: wall clock plus [`FakeVenue::set_clock_offset_ms`].
+    fn now(&self) -> i64 {
+        now_ms() + self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Every symbol's current price at `now` (pinned or from the walk).
+    fn prices(&self, now: i64) -> Prices {
+        let pins = self.control().pins.clone();
+        walks()
+            .iter()
+            .map(|w| {
+                let units = pins
+                    .get(w.listing.symbol)
+                    .copied()
+                    .unwrap_or_else(|| w.price_at(now));
+                (w.listing.symbol, Decimal::new(units, w.listing.price_scale))
+            })
+            .collect()
+    }
+
+    /// Fires the conditional orders the current prices have crossed.
+    fn run_triggers(&self) {
+        let now = self.now();
+        let prices = self.prices(now);
+        self.trading().tick(now, &prices);
+    }
+}
+
+/// A symbol's trading filters as exchangeInfo publishes them, parsed, for the
+/// trading half's order checks.
+struct SymbolRules {
+    pub symbol: &'static str,
+    pub price_scale: u32,
+    pub qty_scale: u32,
+    pub min_price: Decimal,
+    pub max_price: Decimal,
+    pub tick_size: Decimal,
+    /// MARKET_LOT_SIZE: every modeled order executes as a market order.
+    pub min_qty: Decimal,
+    pub max_qty: Decimal,
+    pub step_size: Decimal,
+    pub min_notional: Decimal,
+}
+
+/// The rules of every listed symbol, in listing order.
+fn listed_rules() -> &'static [SymbolRules] {
+    static RULES: OnceLock<Vec<SymbolRules>> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let d = |text: &str| {
+            Decimal::from_str(text).unwrap_or_else(|e| panic!("listing filter {text}: {e}"))
+        };
+        LISTINGS
+            .iter()
+            .map(|l| SymbolRules {
+                symbol: l.symbol,
+                price_scale: l.price_scale,
+                qty_scale: l.qty_scale,
+                min_price: d(l.price_filter.0),
+                max_price: d(l.price_filter.1),
+                tick_size: d(l.price_filter.2),
+                min_qty: d(l.market_lot_size.0),
+                max_qty: d(l.market_lot_size.1),
+                step_size: d(l.market_lot_size.2),
+                min_notional: d(l.min_notional),
+            })
+            .collect()
+    })
+}
+
+/// The rules of a listed symbol.
+fn symbol_rules(symbol: &str) -> Option<&'static SymbolRules> {
+    listed_rules().iter().find(|r| r.symbol == symbol)
 }
 
 /// An answer before it becomes an HTTP response.
@@ -808,19 +943,60 @@ fn funding_history(params: &HashMap<String, String>, now: i64) -> Result<Reply, 
     )))
 }
 
-/// Every request: scripted failures first, then the route; weight and log after.
-fn answer(shared: &Shared, req: &HttpRequest) -> HttpResponse {
-    let now = now_ms();
+/// An answer ready to be sent, and how long to wait before sending it.
+struct Prepared {
+    status: u16,
+    body: String,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    delay: Delay,
+}
+
+enum Delay {
+    None,
+    /// [`Fault::AcceptThenStall`].
+    Stall(u64),
+    /// An accepted order while [`FakeVenue::hold_order_replies`] is on.
+    Held,
+}
+
+/// What an injected fault does after the request ran.
+enum After {
+    Reply503,
+    Stall(u64),
+}
+
+/// Every request: ban, scripted and injected failures first, then the route (public or
+/// signed); weight, log and headers after. Runs under the locks, never waits.
+fn answer(shared: &Shared, req: &HttpRequest, raw_body: &[u8]) -> Prepared {
+    let now = shared.now();
     let path = req.path().to_string();
     let query = req.query_string().to_string();
     let method = req.method().as_str().to_string();
+    let form = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body = if form {
+        String::from_utf8_lossy(raw_body).into_owned()
+    } else {
+        String::new()
+    };
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
+        .chain(url::form_urlencoded::parse(body.as_bytes()).into_owned())
         .collect();
+    // Conditional orders see every price the clients could have seen.
+    let prices = shared.prices(now);
+    shared.trading().evaluate_triggers(now, &prices);
 
-    let (scripted, pins) = {
+    let (scripted, after) = {
         let mut c = shared.control();
-        let scripted = if c.down {
+        let mut after = None;
+        let scripted = if let Some(until) = c.banned_until.filter(|until| *until > now) {
+            Some(banned(now, until))
+        } else if c.down {
             Some(Reply::scripted(503))
         } else if c.rate_limited_remaining > 0 {
             c.rate_limited_remaining -= 1;
@@ -832,12 +1008,68 @@ fn answer(shared: &Shared, req: &HttpRequest) -> HttpResponse {
             c.fail_remaining -= 1;
             Some(Reply::scripted(c.fail_status))
         } else {
-            None
+            let target = unversioned(&path);
+            let hit = c.faults.iter_mut().find(|f| {
+                f.remaining > 0
+                    && target.starts_with(&f.prefix)
+                    && f.method.as_ref().map_or(true, |m| *m == method)
+            });
+            match hit.map(|f| {
+                f.remaining -= 1;
+                f.fault
+            }) {
+                None => None,
+                Some(Fault::RateLimited { retry_after_secs }) => Some(Reply {
+                    retry_after: Some(retry_after_secs),
+                    ..Reply::scripted(429)
+                }),
+                Some(Fault::Banned { retry_after_secs }) => {
+                    let until = now + (retry_after_secs as i64) * 1000;
+                    c.banned_until = Some(until);
+                    Some(banned(now, until))
+                }
+                Some(Fault::ServerError) => Some(Reply::scripted(500)),
+                Some(Fault::Code(code)) => Some(fake_trading::code_reply(code)),
+                Some(Fault::AcceptThen503) => {
+                    after = Some(After::Reply503);
+                    None
+                }
+                Some(Fault::AcceptThenStall { secs }) => {
+                    after = Some(After::Stall(secs));
+                    None
+                }
+            }
         };
-        (scripted, c.pins.clone())
+        c.faults.retain(|f| f.remaining > 0);
+        (scripted, after)
     };
-    let reply = scripted
-        .unwrap_or_else(|| route(&method, &path, &params, now, &pins).unwrap_or_else(|e| e));
+
+    let mut order_count = None;
+    let mut accepted = false;
+    let reply = match scripted {
+        Some(reply) => reply,
+        None if fake_trading::is_trading_path(&path) => {
+            let api_key = req
+                .headers()
+                .get("X-MBX-APIKEY")
+                .and_then(|v| v.to_str().ok());
+            let request = TradingRequest {
+                method: &method,
+                path: &path,
+                query: &query,
+                body: &body,
+                api_key,
+            };
+            let answer = shared.trading().handle(&request, now, &prices);
+            order_count = answer.order_count;
+            accepted = answer.order_accepted;
+            answer.reply
+        }
+        None => {
+            let pins = shared.control().pins.clone();
+            route(&method, &path, &params, now, &pins).unwrap_or_else(|e| e)
+        }
+    };
 
     let used = {
         let mut c = shared.control();
@@ -846,7 +1078,12 @@ fn answer(shared: &Shared, req: &HttpRequest) -> HttpResponse {
             c.weight_minute = minute;
             c.weight_used = 0;
         }
-        c.weight_used = c.weight_used.saturating_add(weight(&path, &params));
+        let cost = if fake_trading::is_trading_path(&path) {
+            fake_trading::trading_weight(&method, &path, params.contains_key("symbol"))
+        } else {
+            weight(&path, &params)
+        };
+        c.weight_used = c.weight_used.saturating_add(cost);
         *c.counts.entry(path.clone()).or_insert(0) += 1;
         if c.log.len() >= LOG_CAPACITY {
             c.log.pop_front();
@@ -856,25 +1093,83 @@ fn answer(shared: &Shared, req: &HttpRequest) -> HttpResponse {
             method,
             path,
             query,
-            status: reply.status,
+            body,
+            status: match after {
+                Some(After::Reply503) => 503,
+                _ => reply.status,
+            },
         });
         c.weight_used
     };
 
-    let status = actix_web::http::StatusCode::from_u16(reply.status)
-        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::build(status);
-    response.insert_header(("X-MBX-USED-WEIGHT-1M", used.to_string()));
-    if let Some(after) = reply.retry_after {
-        response.insert_header(("Retry-After", after.to_string()));
+    let mut headers = vec![("X-MBX-USED-WEIGHT-1M", used.to_string())];
+    if let Some(count) = order_count {
+        headers.push(("X-MBX-ORDER-COUNT-1M", count.to_string()));
     }
-    response
-        .content_type("application/json")
-        .body(reply.body.to_string())
+    if let Some(after) = reply.retry_after {
+        headers.push(("Retry-After", after.to_string()));
+    }
+    let held = accepted && *shared.hold.borrow();
+    match after {
+        Some(After::Reply503) => Prepared {
+            status: 503,
+            body: "<html><head><title>503 Service Temporarily Unavailable</title></head>\
+                   <body><center><h1>503 Service Temporarily Unavailable</h1></center>\
+                   </body></html>"
+                .to_string(),
+            content_type: "text/html",
+            headers: vec![("X-MBX-USED-WEIGHT-1M", used.to_string())],
+            delay: if held { Delay::Held } else { Delay::None },
+        },
+        other => Prepared {
+            status: reply.status,
+            body: reply.body.to_string(),
+            content_type: "application/json",
+            headers,
+            delay: match other {
+                _ if held => Delay::Held,
+                Some(After::Stall(secs)) => Delay::Stall(secs),
+                _ => Delay::None,
+            },
+        },
+    }
 }
 
-async fn handle(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
-    answer(&shared, &req)
+/// The 418 every request gets while the IP is banned.
+fn banned(now: i64, until: i64) -> Reply {
+    Reply {
+        retry_after: Some(((until - now) as u64).div_ceil(1000)),
+        ..Reply::venue_error(
+            418,
+            -1003,
+            &format!("Way too many requests; IP banned until {until}. Please use the websocket for live updates to avoid bans."),
+        )
+    }
+}
+
+async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let prepared = answer(&shared, &req, &body);
+    match prepared.delay {
+        Delay::None => {}
+        Delay::Stall(secs) => actix_rt::time::sleep(Duration::from_secs(secs)).await,
+        Delay::Held => {
+            let mut held = shared.hold.subscribe();
+            while *held.borrow_and_update() {
+                if held.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let status = actix_web::http::StatusCode::from_u16(prepared.status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    for header in prepared.headers {
+        response.insert_header(header);
+    }
+    response
+        .content_type(prepared.content_type)
+        .body(prepared.body)
 }
 
 /// A running fake venue. Stops when dropped.
@@ -886,23 +1181,91 @@ pub struct FakeVenue {
 
 impl FakeVenue {
     /// Starts the fake on `127.0.0.1` with a free port, on its own thread and actix
-    /// System, and returns once it accepts connections. Panics (test setup) if it
+    /// System, and returns once it accepts connections; a second thread evaluates
+    /// conditional orders and listen-key expiry every 100 ms. Panics (test setup) if it
     /// cannot bind.
     pub fn start() -> FakeVenue {
         walks(); // read the data before the first request, not during it
+        listed_rules();
         let shared = Arc::new(Shared {
             control: Mutex::new(Control::default()),
+            trading: Mutex::new(Exchange::default()),
+            clock_offset_ms: AtomicI64::new(0),
+            hold: watch::Sender::new(false),
         });
         let app_shared = Arc::clone(&shared);
         let server = LoopbackServer::start("fake-venue", move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(web::Data::from(Arc::clone(&app_shared)))
+                .route("/ws/{listen_key}", web::get().to(fake_trading::user_stream))
                 .default_service(web::to(handle));
         });
+        let ticking: Weak<Shared> = Arc::downgrade(&shared);
+        let _ = std::thread::Builder::new()
+            .name("fake-venue-tick".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(100));
+                match ticking.upgrade() {
+                    Some(shared) => shared.run_triggers(),
+                    None => break,
+                }
+            });
         FakeVenue {
             base_url: format!("http://{}", server.addr),
             shared,
             server,
         }
+    }
+
+    /// The state shared with the server (for the trading hooks).
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`: the user data stream is `{ws_base_url}/{listenKey}`.
+    pub fn ws_base_url(&self) -> String {
+        format!("ws://{}/ws", self.server.addr)
+    }
+
+    /// Shifts the fake's server clock by `offset_ms` (what `/fapi/v1/time` returns, what
+    /// `timestamp` and `nonce` are checked against, and the price walk's "now").
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.shared
+            .clock_offset_ms
+            .store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// The fake's server time, ms.
+    pub fn server_time_ms(&self) -> i64 {
+        self.shared.now()
+    }
+
+    /// The next `times` requests whose path starts with `path` answer with `fault`. The
+    /// version segment is ignored (`/fapi/v1/order` also catches `/fapi/v3/order`);
+    /// `"POST /fapi/v1/order"` limits it to one method. Faults are consumed in the
+    /// order they were injected.
+    pub fn inject(&self, path: &str, fault: Fault, times: u32) {
+        let (method, prefix) = match path.split_once(' ') {
+            Some((m, p)) => (Some(m.to_ascii_uppercase()), p),
+            None => (None, path),
+        };
+        self.shared.control().faults.push(InjectedFault {
+            method,
+            prefix: unversioned(prefix),
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// While `hold`, accepted orders are executed but their HTTP replies wait until
+    /// `hold_order_replies(false)` (or the fake stops).
+    pub fn hold_order_replies(&self, hold: bool) {
+        self.shared.trading().holding = hold;
+        self.shared.hold.send_replace(hold);
+    }
+
+    /// Orders accepted (executed) while replies were held.
+    pub fn accepted_while_held(&self) -> usize {
+        self.shared.trading().accepted_while_held
     }
 
     /// `http://127.0.0.1:PORT`, to give to a client as its base URL.
@@ -921,7 +1284,8 @@ impl FakeVenue {
 
     /// Pins the current price of `symbol` (rounded to its tick): the open candle's
     /// close, the ticker and the mark price, until [`Self::clear_price_override`].
-    /// Use it to trigger take-profit and stop-loss levels. Panics on an unlisted symbol.
+    /// Use it to trigger take-profit and stop-loss levels: the conditional orders it
+    /// crosses fire before it returns. Panics on an unlisted symbol.
     pub fn set_price(&self, symbol: &str, price: Decimal) {
         let w = Self::listed(symbol);
         let units = (price * Decimal::from(10i64.pow(w.listing.price_scale)))
@@ -929,9 +1293,11 @@ impl FakeVenue {
             .to_i64()
             .unwrap_or_else(|| panic!("price {price} is out of range"));
         self.shared.control().pins.insert(w.listing.symbol, units);
+        self.shared.run_triggers();
     }
 
-    /// Lets `symbol` follow its walk again.
+    /// Lets `symbol` follow its walk again (conditional orders see the new price on the
+    /// next request or 100 ms tick).
     pub fn clear_price_override(&self, symbol: &str) {
         self.shared.control().pins.remove(symbol);
     }
@@ -946,7 +1312,7 @@ impl FakeVenue {
             .pins
             .get(w.listing.symbol)
             .copied()
-            .unwrap_or_else(|| w.price_at(now_ms()));
+            .unwrap_or_else(|| w.price_at(self.shared.now()));
         Decimal::new(units, w.listing.price_scale)
     }
 
