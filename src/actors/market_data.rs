@@ -158,7 +158,13 @@ impl MarketDataHub {
                     client
                         .exchange_info()
                         .await
-                        .map(|info| info.rules(&symbol).cloned())
+                        .map(|info| {
+                            // The venue's declared weight limit feeds the shared gate.
+                            if let Some(limit) = info.request_weight_per_minute() {
+                                client.gate().set_weight_limit(limit);
+                            }
+                            info.rules(&symbol).cloned()
+                        })
                         .map_err(|e| e.to_string()),
                 )
             } else {

@@ -342,6 +342,9 @@ pub struct SystemStatus {
     pub accounts: Vec<AccountStatus>,
     /// Every market-data hub.
     pub market_data: Vec<HubStatus>,
+    /// Every venue base URL's request gate: weight used, and a ban (418) in force —
+    /// while a venue is banned its accounts pause.
+    pub venues: Vec<crate::exchange::aster::gate::GateStatus>,
 }
 
 /// One account's status, `None` for an unknown id.

@@ -316,6 +316,10 @@ impl Handler<GetSystemStatus> for Supervisor {
                 state: state.into(),
                 accounts,
                 market_data,
+                venues: crate::exchange::aster::gate::VenueGate::all()
+                    .iter()
+                    .map(|g| g.status())
+                    .collect(),
             }
         })
     }

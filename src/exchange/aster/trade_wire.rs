@@ -81,9 +81,12 @@ pub struct OrderWire {
     pub client_order_id: String,
     /// BUY/SELL.
     pub side: String,
-    /// Order type.
+    /// Order type (a triggered stop may read `MARKET` here).
     #[serde(rename = "type")]
     pub order_type: String,
+    /// The type the order was placed as.
+    #[serde(default)]
+    pub orig_type: Option<String>,
     /// Status.
     pub status: String,
     /// Ordered quantity.
@@ -121,7 +124,7 @@ impl OrderWire {
             symbol: Symbol(self.symbol),
             order_id: self.order_id.0,
             client_order_id: self.client_order_id,
-            order_type: self.order_type,
+            order_type: self.orig_type.unwrap_or(self.order_type),
             status: self.status,
             orig_qty: self.orig_qty.map(|q| q.0).unwrap_or_default(),
             executed_qty: self.executed_qty.map(|q| q.0).unwrap_or_default(),
@@ -378,6 +381,9 @@ struct StreamOrderWire {
     #[serde(rename = "S")]
     side: String,
     o: String,
+    /// The type the order was placed as (a triggered stop reports `o: MARKET`).
+    #[serde(default)]
+    ot: Option<String>,
     #[serde(default)]
     q: Option<WireDecimal>,
     #[serde(default)]
@@ -464,7 +470,7 @@ pub fn user_event(text: &str) -> Result<UserEvent, String> {
                 order_id: o.i.0.clone(),
                 client_order_id: o.c.clone(),
                 side,
-                order_type: o.o.clone(),
+                order_type: o.ot.clone().unwrap_or_else(|| o.o.clone()),
                 status: o.status.clone(),
                 orig_qty: o.q.map(|v| v.0).unwrap_or_default(),
                 executed_qty: o.z.map(|v| v.0).unwrap_or_default(),
