@@ -216,6 +216,7 @@ async fn status(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
         "uptime_s": (Utc::now() - s.started_at).num_seconds(),
         "accounts": s.accounts,
         "market_data": s.market_data,
+        "venues": s.venues,
     })))
 }
 

@@ -923,8 +923,8 @@ impl LiveVenue {
 
     // ---- events and reconciliation --------------------------------------------------
 
-    fn remember_trade(&mut self, t: &VenueTrade) -> bool {
-        let key = format!("{}:{}", t.symbol, t.id);
+    /// True the first time `key` (a trade or an income record) is seen.
+    fn remember(&mut self, key: String) -> bool {
         if !self.seen.insert(key.clone()) {
             return false;
         }
@@ -939,7 +939,7 @@ impl LiveVenue {
 
     /// A fill row for a venue trade, attributing it to its order and position.
     fn fill(&mut self, t: &VenueTrade, order: Option<&OrderRow>, batch: &mut ExecutionBatch) {
-        if !self.remember_trade(t) {
+        if !self.remember(format!("trade:{}:{}", t.symbol, t.id)) {
             return;
         }
         let reason = match order.map(|o| o.order_type.as_str()) {
@@ -1125,6 +1125,10 @@ impl LiveVenue {
             };
         }
         let findings = reconcile(&self.local_book(), &snap);
+        slog::debug!(self.log, "reconciled with the venue";
+            "venue_positions" => snap.positions.len(), "venue_open_orders" => snap.open_orders.len(),
+            "local_positions" => self.positions.len(), "local_orders" => self.orders.len(),
+            "findings" => findings.len());
         // Look up orders first: a lost entry may explain an "unknown" position.
         for f in &findings {
             if let Finding::OrderNotWorking {
@@ -1162,9 +1166,13 @@ impl LiveVenue {
                     let mark = self.marks.get(symbol).copied();
                     self.closed_local(symbol, mark, "closed on the venue", journal);
                 }
-                Finding::PositionAdopted { position } => {
+                // A lost entry found by its client order id above is ours, not adopted.
+                Finding::PositionAdopted { position }
+                    if !self.positions.contains_key(&position.symbol) =>
+                {
                     self.adopt(position, cycle, f, journal);
                 }
+                Finding::PositionAdopted { .. } => {}
                 Finding::OrphanOrder { order } => {
                     let mut batch = ExecutionBatch::default();
                     self.record(&mut batch, cycle, f, json!({}));
@@ -1372,6 +1380,10 @@ impl LiveVenue {
         for i in income {
             if i.time > self.income_since {
                 self.income_since = i.time;
+            }
+            // The venue's startTime is inclusive: the newest record comes back again.
+            if !self.remember(format!("income:{}:{}", i.kind, i.tran_id)) {
+                continue;
             }
             batch.income.push(IncomeRow {
                 id: Uuid::now_v7(),

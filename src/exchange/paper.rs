@@ -83,9 +83,9 @@ impl PaperVenue {
     ) -> Result<(PaperVenue, ExecutionBatch), String> {
         let settings = PaperSettings {
             fee_bps: cfg.fee_bps,
-            maker_fee_bps: PaperSettings::DEFAULT_MAKER_FEE_BPS,
+            maker_fee_bps: cfg.maker_fee_bps,
             slippage_bps: cfg.slippage_bps,
-            maintenance_margin_rate: PaperSettings::DEFAULT_MAINTENANCE_MARGIN_RATE,
+            maintenance_margin_rate: cfg.maintenance_margin_rate,
         };
         let mut positions = Vec::new();
         let mut meta = HashMap::new();

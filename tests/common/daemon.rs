@@ -137,6 +137,13 @@ impl Daemon {
         self.signal_and_wait(false, timeout)
     }
 
+    /// SIGKILL to the daemon alone (a crash: nothing is flushed), and wait for it.
+    pub fn kill_hard(&mut self) {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Ctrl-C in a terminal: SIGINT to the daemon's whole process group.
     pub fn interrupt_group(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
         self.signal_and_wait(true, timeout)
