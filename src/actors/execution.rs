@@ -67,6 +67,8 @@ struct Stream(StreamSignal);
 pub struct ExecutionActor {
     cfg: Arc<AccountConfig>,
     engine: Engine,
+    /// The live account's signed client, for its user data stream.
+    stream_client: Option<TradeClient>,
     symbols: Vec<Symbol>,
     day_start: Option<(DateTime<Utc>, Decimal)>,
     bus: Addr<EventBus>,
@@ -95,6 +97,7 @@ impl ExecutionActor {
         let today = utc_midnight(Utc::now());
         let day_start = stored.day_start_equity.map(|e| (today, e));
         let symbols: Vec<Symbol> = cfg.assets.iter().map(|a| a.symbol()).collect();
+        let mut stream_client = None;
         let engine = match cfg.mode {
             TradingMode::Paper => {
                 let (venue, corrections) = PaperVenue::restore(
@@ -133,9 +136,10 @@ impl ExecutionActor {
                 )
                 .map_err(|e| e.to_string())?
                 .with_logger(log.clone());
+                stream_client = Some(client.clone());
                 let venue = LiveVenue::restore(
                     cfg.id.clone(),
-                    client,
+                    Arc::new(client),
                     cfg.leverage,
                     cfg.asterdex.margin_type.as_str(),
                     StoredLiveState {
@@ -161,6 +165,7 @@ impl ExecutionActor {
         Ok(ExecutionActor {
             cfg,
             engine,
+            stream_client,
             symbols,
             day_start,
             bus,
@@ -203,36 +208,33 @@ impl Actor for ExecutionActor {
         let start = async move {
             let mut guard = core.lock().await;
             let LiveCore { venue, journal, .. } = &mut *guard;
-            let result = venue.start(&symbols, journal).await;
-            let client = venue.client().clone();
-            (result, client)
+            venue.start(&symbols, journal).await
         };
-        ctx.wait(
-            start
-                .into_actor(self)
-                .map(move |(result, client), act, ctx| {
-                    if let Err(e) = result {
-                        error!(log, "live account cannot start"; "error" => &e);
-                        act.bus.do_send(Publish(EventDraft::account(
-                            Channel::TradingEvents,
-                            "account_error",
-                            &act.cfg.id,
-                            None,
-                            json!({"error": e}),
-                        )));
-                        ctx.stop();
-                        return;
-                    }
-                    let addr = ctx.address();
-                    let stream = user_stream::run(
-                        client,
-                        act.cfg.asterdex.ws_url.clone(),
-                        act.log.clone(),
-                        move |signal| addr.do_send(Stream(signal)),
-                    );
-                    ctx.spawn(stream.into_actor(act));
-                }),
-        );
+        ctx.wait(start.into_actor(self).map(move |result, act, ctx| {
+            if let Err(e) = result {
+                error!(log, "live account cannot start"; "error" => &e);
+                act.bus.do_send(Publish(EventDraft::account(
+                    Channel::TradingEvents,
+                    "account_error",
+                    &act.cfg.id,
+                    None,
+                    json!({"error": e}),
+                )));
+                ctx.stop();
+                return;
+            }
+            let Some(client) = act.stream_client.clone() else {
+                return;
+            };
+            let addr = ctx.address();
+            let stream = user_stream::run(
+                client,
+                act.cfg.asterdex.ws_url.clone(),
+                act.log.clone(),
+                move |signal| addr.do_send(Stream(signal)),
+            );
+            ctx.spawn(stream.into_actor(act));
+        }));
     }
 }
 

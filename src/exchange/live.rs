@@ -31,19 +31,20 @@ use crate::domain::decision::{AccountView, PositionView, TradeDecision};
 use crate::domain::instrument::SymbolRules;
 use crate::domain::orders::{ClientOrderId, OrderLeg};
 use crate::domain::types::{AccountId, CycleId, PositionSide, Side, Symbol, TradeAction};
-use crate::exchange::aster::trade::TradeClient;
 use crate::exchange::aster::trade_wire::UserEvent;
 use crate::exchange::error::VenueError;
 use crate::exchange::paper::{reject, set_status};
 use crate::exchange::reconcile::{reconcile, Finding, LocalBook, LocalOrder, LocalPosition};
 use crate::exchange::venue::{
-    is_open_status, OrderKind, OrderRequest, VenueBalance, VenueOrder, VenuePosition, VenueTrade,
+    is_open_status, Exchange, OrderKind, OrderRequest, VenueBalance, VenueOrder, VenuePosition,
+    VenueTrade,
 };
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
 use slog::{info, warn, Logger};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Status of an order row written before the order is sent.
@@ -86,7 +87,7 @@ pub struct StoredLiveState<'a> {
 /// The live venue of one account. See the module docs.
 pub struct LiveVenue {
     account_id: AccountId,
-    client: TradeClient,
+    client: Arc<dyn Exchange>,
     leverage: u32,
     margin_type: String,
     positions: BTreeMap<Symbol, PositionRow>,
@@ -120,7 +121,7 @@ impl LiveVenue {
     /// Rebuilds the venue's local book from stored rows.
     pub fn restore(
         account_id: AccountId,
-        client: TradeClient,
+        client: Arc<dyn Exchange>,
         leverage: u32,
         margin_type: &str,
         stored: StoredLiveState<'_>,
@@ -169,11 +170,6 @@ impl LiveVenue {
         }
     }
 
-    /// The signed client (for the user data stream).
-    pub fn client(&self) -> &TradeClient {
-        &self.client
-    }
-
     /// Measures the clock, refuses hedge mode, sets leverage and margin type of
     /// `symbols`, and reconciles. An error here means the account cannot trade (the
     /// message says why and what to do).
@@ -183,8 +179,7 @@ impl LiveVenue {
             .sync_time()
             .await
             .map_err(|e| format!("cannot read the venue clock: {e}"))?;
-        info!(self.log, "venue clock measured"; "offset_ms" => offset,
-            "signing" => self.client.signing_mode());
+        info!(self.log, "venue clock measured"; "offset_ms" => offset);
         if self
             .client
             .is_hedge_mode()

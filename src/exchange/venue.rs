@@ -2,7 +2,8 @@
 //! live client reads from AsterDEX and the paper venue produces from its book, so that
 //! one reconciliation compares either with what vibex recorded.
 //!
-//! Entry points: [`OrderRequest`] (what vibex asks a venue to do), [`VenueOrder`],
+//! Entry points: the [`Exchange`] trait (what vibex needs from a venue),
+//! [`OrderRequest`] (what vibex asks a venue to do), [`VenueOrder`],
 //! [`VenuePosition`], [`VenueBalance`], [`VenueTrade`], [`VenueIncome`] (what the venue
 //! says), [`VenueSnapshot`] (all of it at one moment).
 //!
@@ -12,6 +13,7 @@
 //! `CANCELED`, `REJECTED`, `EXPIRED`).
 
 use crate::domain::types::{PositionSide, Side, Symbol};
+use crate::exchange::error::VenueError;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -235,4 +237,58 @@ pub struct VenueSnapshot {
     pub positions: Vec<VenuePosition>,
     /// Working orders.
     pub open_orders: Vec<VenueOrder>,
+}
+
+/// A boxed future of a venue call (the trait is object-safe, so an account holds
+/// `Arc<dyn Exchange>` whatever its venue).
+pub type VenueFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, VenueError>>;
+
+/// What vibex needs from a futures venue, for one account. AsterDEX's signed client
+/// ([`crate::exchange::aster::trade::TradeClient`]) is the live implementation.
+///
+/// Contract every implementation keeps:
+/// - `place_order` is idempotent by client order id: it never executes the same id
+///   twice, and an outcome it cannot settle is [`VenueError::OutcomeUnknown`];
+/// - `query_order`/`cancel_order` answer `None` for an id the venue does not know;
+/// - `snapshot` lists only non-zero positions and working orders;
+/// - `user_trades`/`income` list what happened at or after `since`, oldest first.
+pub trait Exchange: Send + Sync {
+    /// Measures the venue clock; returns server minus local time in ms.
+    fn sync_time(&self) -> VenueFuture<'_, i64>;
+    /// True when the account is in hedge (dual-side) mode.
+    fn is_hedge_mode(&self) -> VenueFuture<'_, bool>;
+    /// Sets a symbol's leverage.
+    fn set_leverage<'a>(&'a self, symbol: &'a Symbol, leverage: u32) -> VenueFuture<'a, ()>;
+    /// Sets a symbol's margin type (`ISOLATED`, `CROSSED`).
+    fn set_margin_type<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        margin_type: &'a str,
+    ) -> VenueFuture<'a, ()>;
+    /// Places an order (idempotent by client order id).
+    fn place_order<'a>(&'a self, order: &'a OrderRequest) -> VenueFuture<'a, VenueOrder>;
+    /// Looks an order up by client order id.
+    fn query_order<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        client_order_id: &'a str,
+    ) -> VenueFuture<'a, Option<VenueOrder>>;
+    /// Cancels an order by client order id.
+    fn cancel_order<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        client_order_id: &'a str,
+    ) -> VenueFuture<'a, Option<VenueOrder>>;
+    /// Cancels every working order of a symbol.
+    fn cancel_all<'a>(&'a self, symbol: &'a Symbol) -> VenueFuture<'a, ()>;
+    /// Balance, positions and working orders now.
+    fn snapshot(&self) -> VenueFuture<'_, VenueSnapshot>;
+    /// Fills of a symbol since a time.
+    fn user_trades<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        since: Option<DateTime<Utc>>,
+    ) -> VenueFuture<'a, Vec<VenueTrade>>;
+    /// Income records since a time.
+    fn income(&self, since: Option<DateTime<Utc>>) -> VenueFuture<'_, Vec<VenueIncome>>;
 }

@@ -24,7 +24,8 @@
 use crate::domain::types::Symbol;
 use crate::exchange::error::VenueError;
 use crate::exchange::venue::{
-    OrderRequest, VenueBalance, VenueIncome, VenueOrder, VenuePosition, VenueSnapshot, VenueTrade,
+    OrderRequest, VenueBalance, VenueFuture, VenueIncome, VenueOrder, VenuePosition, VenueSnapshot,
+    VenueTrade,
 };
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -655,6 +656,58 @@ impl TradeClient {
         self.listen_key_call(Method::DELETE, Some(key))
             .await
             .map(|_| ())
+    }
+}
+
+impl crate::exchange::venue::Exchange for TradeClient {
+    fn sync_time(&self) -> VenueFuture<'_, i64> {
+        Box::pin(TradeClient::sync_time(self))
+    }
+    fn is_hedge_mode(&self) -> VenueFuture<'_, bool> {
+        Box::pin(TradeClient::is_hedge_mode(self))
+    }
+    fn set_leverage<'a>(&'a self, symbol: &'a Symbol, leverage: u32) -> VenueFuture<'a, ()> {
+        Box::pin(TradeClient::set_leverage(self, symbol, leverage))
+    }
+    fn set_margin_type<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        margin_type: &'a str,
+    ) -> VenueFuture<'a, ()> {
+        Box::pin(TradeClient::set_margin_type(self, symbol, margin_type))
+    }
+    fn place_order<'a>(&'a self, order: &'a OrderRequest) -> VenueFuture<'a, VenueOrder> {
+        Box::pin(TradeClient::place_order(self, order))
+    }
+    fn query_order<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        client_order_id: &'a str,
+    ) -> VenueFuture<'a, Option<VenueOrder>> {
+        Box::pin(TradeClient::query_order(self, symbol, client_order_id))
+    }
+    fn cancel_order<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        client_order_id: &'a str,
+    ) -> VenueFuture<'a, Option<VenueOrder>> {
+        Box::pin(TradeClient::cancel_order(self, symbol, client_order_id))
+    }
+    fn cancel_all<'a>(&'a self, symbol: &'a Symbol) -> VenueFuture<'a, ()> {
+        Box::pin(TradeClient::cancel_all(self, symbol))
+    }
+    fn snapshot(&self) -> VenueFuture<'_, VenueSnapshot> {
+        Box::pin(TradeClient::snapshot(self))
+    }
+    fn user_trades<'a>(
+        &'a self,
+        symbol: &'a Symbol,
+        since: Option<DateTime<Utc>>,
+    ) -> VenueFuture<'a, Vec<VenueTrade>> {
+        Box::pin(TradeClient::user_trades(self, symbol, since))
+    }
+    fn income(&self, since: Option<DateTime<Utc>>) -> VenueFuture<'_, Vec<VenueIncome>> {
+        Box::pin(TradeClient::income(self, since))
     }
 }
 
