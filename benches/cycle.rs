@@ -7,8 +7,10 @@
 //!   150 4h candles (what a MarketDataHub does once per poll, per symbol).
 //! - `decide_risk/2_assets`: `BuiltinPolicy::EmaRsi.decide` on two snapshots plus
 //!   `risk::check` of each decision (what the DecisionActor computes per cycle).
-//! - `execute/*`: the paper venue (`PaperVenue`, restored from an empty state) as the
-//!   ExecutionActor drives it: `open_buy` (mark-price tick + market buy with TP/SL),
+//! - `execute/*`: the simulated exchange of a paper account (`SimExchange`, restored from
+//!   an empty state) through its `Exchange` calls, as the engine drives it (the engine's
+//!   own row and event building is in `benches/footprint.rs`' end-to-end figure):
+//!   `open_buy` (mark-price tick + market buy + TP and SL trigger orders),
 //!   `open_then_tp_hit` (open, then a tick above the take-profit closes it),
 //!   `open_then_close_by_decision` (open, then a `sell 0` decision closes it),
 //!   `tick_no_trigger` (one price tick on an open position that crosses nothing: the
@@ -41,15 +43,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use uuid::Uuid;
 use vibex::config::PaperConfig;
-use vibex::db::queries::ExecutionBatch;
-use vibex::domain::decision::{AccountView, DecisionContext, TradeDecision};
+use vibex::domain::decision::{AccountView, DecisionContext, PositionView, TradeDecision};
 use vibex::domain::indicators::IndicatorSeries;
 use vibex::domain::instrument::{SymbolRules, STATUS_TRADING};
+use vibex::domain::paper::PaperSettings;
 use vibex::domain::policy::BuiltinPolicy;
 use vibex::domain::risk::{self, RiskInput, RiskLimits, RiskVerdict};
 use vibex::domain::snapshot::{MarketSnapshot, SnapshotInput};
-use vibex::domain::types::{AccountId, Asset, Candle, CycleId, Symbol, TradeAction};
-use vibex::exchange::paper::{PaperVenue, StoredPaperState};
+use vibex::domain::types::{Asset, Candle, PositionSide, Symbol, TradeAction};
+use vibex::exchange::sim::SimExchange;
+use vibex::exchange::venue::{Exchange, OrderKind, OrderRequest};
 use vibex::llm::parse::{ModelReply, ReplyParser};
 use vibex::llm::schema::decisions_document;
 
@@ -219,22 +222,139 @@ fn paper_config() -> PaperConfig {
     }
 }
 
-/// A paper venue restored from an empty state (a new account).
-fn fresh_venue() -> PaperVenue {
+/// A simulated exchange restored from an empty state (a new paper account).
+fn fresh_venue() -> SimExchange {
     let cfg = paper_config();
-    let (venue, _) = PaperVenue::restore(
-        AccountId::new("bench"),
-        &cfg,
-        StoredPaperState {
-            wallet_balance: cfg.starting_balance_usd,
-            positions: &[],
-            working_orders: &[],
-            last_fills: &[],
+    SimExchange::restore(
+        PaperSettings {
+            fee_bps: cfg.fee_bps,
+            maker_fee_bps: cfg.maker_fee_bps,
+            slippage_bps: cfg.slippage_bps,
+            maintenance_margin_rate: cfg.maintenance_margin_rate,
         },
-        Utc::now(),
+        cfg.starting_balance_usd,
+        Vec::new(),
+        Vec::new(),
+        LEVERAGE,
     )
-    .expect("restore an empty paper account");
-    venue
+    .expect("restore an empty paper account")
+}
+
+/// The simulated exchange answers at once: its futures are ready when made.
+fn now<T>(f: vibex::exchange::venue::VenueFuture<'_, T>) -> T {
+    use futures_util::FutureExt;
+    match f.now_or_never() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => panic!("simulated exchange refused: {e}"),
+        None => panic!("the simulated exchange never waits"),
+    }
+}
+
+/// Balance and positions as the policy sees them.
+fn view(venue: &SimExchange) -> (AccountView, HashMap<Symbol, DateTime<Utc>>) {
+    let snap = now(venue.snapshot());
+    let positions = snap
+        .positions
+        .iter()
+        .map(|p| PositionView {
+            symbol: p.symbol.clone(),
+            side: p.side(),
+            quantity: p.quantity(),
+            entry_price: p.entry_price,
+            leverage: p.leverage,
+            unrealized_pnl: p.unrealized_pnl,
+            tp_price: None,
+            sl_price: None,
+            exit_plan: String::new(),
+            opened_at: Utc::now(),
+        })
+        .collect();
+    (
+        AccountView {
+            wallet_balance: snap.balance.wallet_balance,
+            equity: snap.balance.margin_balance,
+            available: snap.balance.available_balance,
+            positions,
+        },
+        HashMap::new(),
+    )
+}
+
+/// Executes one approved decision as the engine would: close an opposite position,
+/// then a market entry with its TP and SL triggers. Returns the orders placed.
+fn execute(
+    venue: &SimExchange,
+    decision: &TradeDecision,
+    snap: &MarketSnapshot,
+    rules: &SymbolRules,
+) -> usize {
+    venue.on_price(&snap.symbol, snap.mark_price, Utc::now());
+    let _ = venue.take_events();
+    let mut placed = 0;
+    let id = |leg: &str| format!("vx-{leg}-{}", Uuid::now_v7().simple());
+    let held = now(venue.snapshot())
+        .positions
+        .into_iter()
+        .find(|p| p.symbol == snap.symbol);
+    if let Some(p) = held {
+        let side = p.side();
+        let target = match decision.action {
+            TradeAction::Buy => PositionSide::Long,
+            _ => PositionSide::Short,
+        };
+        if side == target || decision.action == TradeAction::Hold {
+            return 0;
+        }
+        now(venue.cancel_all(&snap.symbol));
+        now(venue.place_order(&OrderRequest {
+            symbol: snap.symbol.clone(),
+            side: side.exit_side(),
+            kind: OrderKind::Market,
+            quantity: Some(p.quantity()),
+            stop_price: None,
+            reduce_only: true,
+            close_position: false,
+            client_order_id: id("ex"),
+        }));
+        placed += 1;
+    }
+    if decision.action != TradeAction::Buy || decision.allocation_usd.is_zero() {
+        return placed;
+    }
+    let qty = rules.floor_quantity(
+        (decision.allocation_usd / snap.last_price).round_dp(12),
+        true,
+    );
+    now(venue.place_order(&OrderRequest {
+        symbol: snap.symbol.clone(),
+        side: PositionSide::Long.entry_side(),
+        kind: OrderKind::Market,
+        quantity: Some(qty),
+        stop_price: None,
+        reduce_only: false,
+        close_position: false,
+        client_order_id: id("en"),
+    }));
+    placed += 1;
+    let legs = [
+        (OrderKind::TakeProfitMarket, decision.tp_price, "tp"),
+        (OrderKind::StopMarket, decision.sl_price, "sl"),
+    ];
+    for (kind, level, leg) in legs {
+        let Some(level) = level else { continue };
+        now(venue.place_order(&OrderRequest {
+            symbol: snap.symbol.clone(),
+            side: PositionSide::Long.exit_side(),
+            kind,
+            quantity: None,
+            stop_price: Some(rules.round_price(level)),
+            reduce_only: true,
+            close_position: true,
+            client_order_id: id(leg),
+        }));
+        placed += 1;
+    }
+    placed
 }
 
 fn limits() -> RiskLimits {
@@ -314,44 +434,27 @@ fn decide_and_check(
 }
 
 /// Everything that happens in one cycle of an account, minus I/O and actors.
-fn cycle(venue: &mut PaperVenue, markets: &[MarketData], limits: &RiskLimits) -> usize {
-    let now = Utc::now();
-    let cycle_id = CycleId::new();
+fn cycle(venue: &SimExchange, markets: &[MarketData], limits: &RiskLimits) -> usize {
+    let now_ = Utc::now();
     let snapshots: Vec<Arc<MarketSnapshot>> =
-        markets.iter().map(|m| Arc::new(m.build(now))).collect();
-    let (account, last_trades) = venue.view();
-    let approved = decide_and_check(&snapshots, &account, &last_trades, limits, now);
-    let mut rows = 0;
-    for (decision_id, decision, snap) in &approved {
-        let rules = markets
-            .iter()
-            .find(|m| m.symbol == snap.symbol)
-            .map(|m| &m.rules);
-        let pre = venue.on_price(&snap.symbol, snap.mark_price, now);
-        let batch = venue.execute(
-            cycle_id,
-            *decision_id,
-            decision,
-            snap.last_price,
-            rules,
-            LEVERAGE,
-            now,
-        );
-        rows += batch_rows(&pre) + batch_rows(&batch);
+        markets.iter().map(|m| Arc::new(m.build(now_))).collect();
+    let (account, last_trades) = view(venue);
+    let approved = decide_and_check(&snapshots, &account, &last_trades, limits, now_);
+    let mut orders = 0;
+    for (_, decision, snap) in &approved {
+        let Some(m) = markets.iter().find(|m| m.symbol == snap.symbol) else {
+            continue;
+        };
+        orders += execute(venue, decision, snap, &m.rules);
     }
-    let (marks, equity) = venue.mark_to_market(cycle_id, now);
-    black_box(equity);
-    rows + batch_rows(&marks)
-}
-
-fn batch_rows(b: &ExecutionBatch) -> usize {
-    b.orders.len() + b.order_events.len() + b.fills.len() + b.positions.len() + b.diary.len()
+    black_box(now(venue.snapshot()));
+    orders
 }
 
 /// The latest window in which the policy buys both assets on a flat account.
 fn pick_window(rows: &[Row], now: DateTime<Utc>) -> (usize, Vec<MarketData>) {
     let venue = fresh_venue();
-    let (account, last_trades) = venue.view();
+    let (account, last_trades) = view(&venue);
     let step = 7;
     let mut end = rows.len();
     while end > 4 * BARS + step {
@@ -432,7 +535,7 @@ fn bench_snapshot(c: &mut Criterion, f: &Fixture) {
 
 fn bench_decide_risk(c: &mut Criterion, f: &Fixture) {
     let venue = fresh_venue();
-    let (account, last_trades) = venue.view();
+    let (account, last_trades) = view(&venue);
     let limits = limits();
     let now = Utc::now();
     c.bench_function("decide_risk/2_assets", |b| {
@@ -452,7 +555,7 @@ fn bench_execute(c: &mut Criterion, f: &Fixture) {
     let snap = &f.snapshots[0];
     let rules = &f.markets[0].rules;
     let venue = fresh_venue();
-    let (account, last_trades) = venue.view();
+    let (account, last_trades) = view(&venue);
     let approved = decide_and_check(
         std::slice::from_ref(snap),
         &account,
@@ -469,45 +572,25 @@ fn bench_execute(c: &mut Criterion, f: &Fixture) {
         sl_price: None,
         ..buy.clone()
     };
-    let open = |venue: &mut PaperVenue, now: DateTime<Utc>| {
-        let pre = venue.on_price(&snap.symbol, snap.mark_price, now);
-        let batch = venue.execute(
-            CycleId::new(),
-            Uuid::now_v7(),
-            &buy,
-            snap.last_price,
-            Some(rules),
-            LEVERAGE,
-            now,
-        );
-        (pre, batch)
-    };
+    let open = |venue: &SimExchange| execute(venue, &buy, snap, rules);
 
     // The paths below are the ones measured (checked once, outside the timing).
-    let mut check = fresh_venue();
-    let now = Utc::now();
-    assert_eq!(open(&mut check, now).1.fills.len(), 1, "the buy fills");
-    let hit = check.on_price(&snap.symbol, tp + Decimal::ONE, now);
-    assert_eq!(hit.fills.len(), 1, "the take-profit fires");
-    let mut check = fresh_venue();
-    open(&mut check, now);
-    let closed = check.execute(
-        CycleId::new(),
-        Uuid::now_v7(),
-        &close,
-        snap.last_price,
-        Some(rules),
-        LEVERAGE,
-        now,
-    );
-    assert_eq!(closed.fills.len(), 1, "the close fills");
+    let check = fresh_venue();
+    assert_eq!(open(&check), 3, "the buy and its TP and SL");
+    assert_eq!(check.take_events().len(), 1, "the entry's fill");
+    check.on_price(&snap.symbol, tp + Decimal::ONE, Utc::now());
+    assert_eq!(check.take_events().len(), 1, "the take-profit fires");
+    let check = fresh_venue();
+    open(&check);
+    assert_eq!(execute(&check, &close, snap, rules), 1, "the close");
+    assert!(now(check.snapshot()).positions.is_empty());
 
     let mut g = c.benchmark_group("execute");
     g.bench_function("open_buy", |b| {
         b.iter_batched(
             fresh_venue,
-            |mut venue| {
-                let out = open(&mut venue, Utc::now());
+            |venue| {
+                let out = open(&venue);
                 (venue, out)
             },
             BatchSize::SmallInput,
@@ -516,10 +599,10 @@ fn bench_execute(c: &mut Criterion, f: &Fixture) {
     g.bench_function("open_then_tp_hit", |b| {
         b.iter_batched(
             fresh_venue,
-            |mut venue| {
-                let now = Utc::now();
-                let opened = open(&mut venue, now);
-                let hit = venue.on_price(&snap.symbol, tp + Decimal::ONE, now);
+            |venue| {
+                let opened = open(&venue);
+                venue.on_price(&snap.symbol, tp + Decimal::ONE, Utc::now());
+                let hit = venue.take_events();
                 (venue, opened, hit)
             },
             BatchSize::SmallInput,
@@ -528,25 +611,16 @@ fn bench_execute(c: &mut Criterion, f: &Fixture) {
     g.bench_function("open_then_close_by_decision", |b| {
         b.iter_batched(
             fresh_venue,
-            |mut venue| {
-                let now = Utc::now();
-                let opened = open(&mut venue, now);
-                let closed = venue.execute(
-                    CycleId::new(),
-                    Uuid::now_v7(),
-                    &close,
-                    snap.last_price,
-                    Some(rules),
-                    LEVERAGE,
-                    now,
-                );
+            |venue| {
+                let opened = open(&venue);
+                let closed = execute(&venue, &close, snap, rules);
                 (venue, opened, closed)
             },
             BatchSize::SmallInput,
         )
     });
-    let mut holding = fresh_venue();
-    open(&mut holding, Utc::now());
+    let holding = fresh_venue();
+    open(&holding);
     let mut price = snap.mark_price;
     let wiggle = Decimal::new(1, 1);
     g.bench_function("tick_no_trigger", |b| {
@@ -557,7 +631,7 @@ fn bench_execute(c: &mut Criterion, f: &Fixture) {
             } else {
                 snap.mark_price
             };
-            holding.on_price(&snap.symbol, black_box(price), Utc::now())
+            holding.on_price(&snap.symbol, black_box(price), Utc::now());
         })
     });
     g.finish();
@@ -569,22 +643,22 @@ fn bench_cycle(c: &mut Criterion, f: &Fixture) {
     g.bench_function("2_assets_entry", |b| {
         b.iter_batched(
             fresh_venue,
-            |mut venue| {
-                let rows = cycle(&mut venue, &f.markets, &limits);
-                (venue, rows)
+            |venue| {
+                let orders = cycle(&venue, &f.markets, &limits);
+                (venue, orders)
             },
             BatchSize::SmallInput,
         )
     });
-    let mut steady = fresh_venue();
-    cycle(&mut steady, &f.markets, &limits);
+    let steady = fresh_venue();
+    cycle(&steady, &f.markets, &limits);
     assert_eq!(
-        steady.view().0.positions.len(),
+        view(&steady).0.positions.len(),
         2,
         "the entry cycle opens both longs"
     );
     g.bench_function("2_assets_steady", |b| {
-        b.iter(|| cycle(&mut steady, &f.markets, &limits))
+        b.iter(|| cycle(&steady, &f.markets, &limits))
     });
     g.finish();
 }

@@ -153,7 +153,7 @@ async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
         .map(|t| t["reason"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(reasons.contains(&"entry".to_string()), "{reasons:?}");
-    assert!(reasons.contains(&"takeprofit".to_string()), "{reasons:?}");
+    assert!(reasons.contains(&"take_profit".to_string()), "{reasons:?}");
 
     // REST: beta never traded; lists filter by account; bad input answers JSON errors.
     let (_, beta_orders) = d.get("/orders?account_id=beta").await;
@@ -227,7 +227,7 @@ async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
     let tp_fill = alpha_events
         .of_type("fill")
         .into_iter()
-        .find(|f| f["data"]["reason"] == "takeprofit")
+        .find(|f| f["data"]["reason"] == "take_profit")
         .expect("take-profit fill pushed");
     assert_eq!(tp_fill["data"]["symbol"], "BTCUSDT");
     let pos_frames = alpha_positions.frames();

@@ -29,6 +29,8 @@ pub struct Journal {
     pub recent_fills: VecDeque<FillRow>,
     /// The newest diary entries, newest first.
     pub recent_diary: VecDeque<DiaryEntryRow>,
+    /// Fills announced since start (for cycle reports).
+    pub fills_announced: usize,
 }
 
 impl Journal {
@@ -48,6 +50,7 @@ impl Journal {
             log,
             recent_fills: recent_fills.into_iter().collect(),
             recent_diary: recent_diary.into_iter().collect(),
+            fills_announced: 0,
         }
     }
 
@@ -100,6 +103,7 @@ impl Journal {
         if batch.is_empty() {
             return false;
         }
+        self.fills_announced += batch.fills.len();
         for f in &batch.fills {
             self.recent_fills.push_front(f.clone());
         }

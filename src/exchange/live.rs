@@ -23,6 +23,7 @@
 //!   and an event.
 
 use crate::actors::journal::Journal;
+use crate::db::models::NewOrderEvent;
 use crate::db::models::{
     DiaryEntryRow, EquitySnapshotRow, FillRow, IncomeRow, OrderRow, PositionRow, ReconciliationRow,
 };
@@ -33,7 +34,6 @@ use crate::domain::orders::{ClientOrderId, OrderLeg};
 use crate::domain::types::{AccountId, CycleId, PositionSide, Side, Symbol, TradeAction};
 use crate::exchange::aster::trade_wire::UserEvent;
 use crate::exchange::error::VenueError;
-use crate::exchange::paper::{reject, set_status};
 use crate::exchange::reconcile::{reconcile, Finding, LocalBook, LocalOrder, LocalPosition};
 use crate::exchange::venue::{
     is_open_status, Exchange, OrderKind, OrderRequest, VenueBalance, VenueOrder, VenuePosition,
@@ -53,6 +53,10 @@ pub const PENDING_NEW: &str = "PENDING_NEW";
 pub const UNKNOWN: &str = "UNKNOWN";
 /// Venue code: a trigger order would fire at once (its level is already crossed).
 pub const CODE_WOULD_TRIGGER: i64 = -2021;
+/// The venue's order type of a liquidation (client order id `autoclose-...`).
+pub const LIQUIDATION: &str = "LIQUIDATION";
+/// How many finished orders are kept for late fills.
+const FINISHED_ORDERS: usize = 500;
 /// How many trade ids are remembered for de-duplication in memory (the database
 /// de-duplicates beyond that).
 const SEEN_TRADES: usize = 2000;
@@ -95,6 +99,9 @@ pub struct LiveVenue {
     closed: HashMap<Symbol, PositionRow>,
     /// Orders tracked by client order id: working, pending, unknown.
     orders: BTreeMap<String, OrderRow>,
+    /// Recently finished orders (late fills are attributed to them), oldest first out.
+    finished: BTreeMap<String, OrderRow>,
+    finished_order: VecDeque<String>,
     plans: HashMap<String, EntryPlan>,
     balance: VenueBalance,
     marks: HashMap<Symbol, Decimal>,
@@ -151,6 +158,8 @@ impl LiveVenue {
                 .iter()
                 .map(|o| (o.client_order_id.clone(), o.clone()))
                 .collect(),
+            finished: BTreeMap::new(),
+            finished_order: VecDeque::new(),
             plans: stored.plans,
             balance: VenueBalance::default(),
             marks: HashMap::new(),
@@ -443,6 +452,7 @@ impl LiveVenue {
             self.orders.insert(row.client_order_id.clone(), row.clone());
         } else {
             self.orders.remove(&row.client_order_id);
+            self.finish(row.clone());
         }
         batch.orders.push(row);
         journal.commit(batch, cycle);
@@ -918,6 +928,19 @@ impl LiveVenue {
 
     // ---- events and reconciliation --------------------------------------------------
 
+    /// Keeps a finished order for late fills (bounded).
+    fn finish(&mut self, row: OrderRow) {
+        let coid = row.client_order_id.clone();
+        if self.finished.insert(coid.clone(), row).is_none() {
+            self.finished_order.push_back(coid);
+        }
+        while self.finished_order.len() > FINISHED_ORDERS {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished.remove(&old);
+            }
+        }
+    }
+
     /// True the first time `key` (a trade or an income record) is seen.
     fn remember(&mut self, key: String) -> bool {
         if !self.seen.insert(key.clone()) {
@@ -942,6 +965,13 @@ impl LiveVenue {
             Some("STOP_MARKET") => "stop_loss",
             Some(_) if order.is_some_and(|o| o.reduce_only) => "close",
             Some(_) => "entry",
+            None if t
+                .client_order_id
+                .as_deref()
+                .is_some_and(|c| c.starts_with("autoclose-")) =>
+            {
+                "liquidation"
+            }
             None => "external",
         };
         batch.fills.push(FillRow {
@@ -985,25 +1015,35 @@ impl LiveVenue {
         match event {
             UserEvent::Order { order, trade } => {
                 let mut batch = ExecutionBatch::default();
-                let tracked = self.orders.remove(&order.client_order_id);
-                let row = tracked.map(|mut row| {
-                    Self::absorb(&mut batch, &mut row, &order);
-                    row
-                });
+                let coid = order.client_order_id.clone();
+                // A finished order (its answer came first) still owns its late fills.
+                let mut row = self
+                    .orders
+                    .remove(&coid)
+                    .or_else(|| self.finished.get(&coid).cloned());
+                if let Some(r) = row.as_mut() {
+                    if r.status != order.status || r.venue_order_id.is_none() {
+                        Self::absorb(&mut batch, r, &order);
+                        batch.orders.push(r.clone());
+                    }
+                }
                 if let Some(t) = trade.as_deref() {
                     self.fill(t, row.as_ref(), &mut batch);
                 }
-                let terminal = !order.is_open();
-                if let Some(row) = row {
-                    if !terminal {
-                        self.orders.insert(row.client_order_id.clone(), row.clone());
+                if let Some(r) = row {
+                    if order.is_open() {
+                        self.orders.insert(coid.clone(), r);
+                    } else {
+                        self.finish(r);
                     }
-                    batch.orders.push(row);
                 }
                 journal.commit(batch, None);
                 let trigger = OrderKind::parse(&order.order_type).is_some_and(|k| k.is_trigger());
-                if order.status == "FILLED" && trigger && order.close_position {
-                    let why = if order.order_type == OrderKind::TakeProfitMarket.as_str() {
+                let liquidation = order.order_type == LIQUIDATION;
+                if order.status == "FILLED" && (liquidation || (trigger && order.close_position)) {
+                    let why = if liquidation {
+                        "liquidated by the venue"
+                    } else if order.order_type == OrderKind::TakeProfitMarket.as_str() {
                         "take-profit hit"
                     } else {
                         "stop-loss hit"
@@ -1366,6 +1406,7 @@ impl LiveVenue {
                 let order = self
                     .orders
                     .values()
+                    .chain(self.finished.values())
                     .find(|o| o.venue_order_id.as_deref() == Some(t.order_id.as_str()))
                     .cloned();
                 self.fill(&t, order.as_ref(), &mut batch);
@@ -1400,4 +1441,35 @@ impl LiveVenue {
         journal.commit(batch, cycle);
         Ok(())
     }
+}
+
+/// Sets an order's status and records the step in its lifecycle.
+pub(crate) fn set_status(
+    batch: &mut ExecutionBatch,
+    order: &mut OrderRow,
+    status: &str,
+    now: DateTime<Utc>,
+    detail: serde_json::Value,
+) {
+    order.status = status.to_string();
+    order.updated_at = now;
+    batch.order_events.push(NewOrderEvent {
+        ts: now,
+        order_id: order.id,
+        account_id: order.account_id.clone(),
+        cycle_id: order.cycle_id,
+        status: status.to_string(),
+        detail,
+    });
+}
+
+/// Marks an order refused (with the reason) and records the step.
+pub(crate) fn reject(
+    batch: &mut ExecutionBatch,
+    order: &mut OrderRow,
+    reason: &str,
+    now: DateTime<Utc>,
+) {
+    order.reject_reason = Some(reason.to_string());
+    set_status(batch, order, "REJECTED", now, json!({"reason": reason}));
 }

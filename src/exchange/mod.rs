@@ -6,9 +6,9 @@ pub mod aster;
 pub mod error;
 /// The live AsterDEX venue of one account (orders, user stream, reconciliation).
 pub mod live;
-/// The paper venue: simulated account plus order and position bookkeeping.
-pub mod paper;
 /// Reconciliation rules: vibex's book against the venue's (venue authoritative).
 pub mod reconcile;
+/// The paper venue as an exchange behind the same trait (simulated account).
+pub mod sim;
 /// Venue-neutral orders, positions, balances, trades and income.
 pub mod venue;
