@@ -645,3 +645,224 @@ pub fn order_from_row(row: &OrderRow) -> VenueOrder {
         update_time: row.updated_at,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A scripted sequence through the `Exchange` trait, every number computed by hand
+    //! (settings: taker fee 5 bps, slippage 2 bps, maintenance margin 0.5 %, leverage
+    //! 5, BTC tick 0.1, wallet 10 000).
+    use super::*;
+    use futures_util::FutureExt;
+    use rust_decimal_macros::dec;
+
+    fn now<T>(f: VenueFuture<'_, T>) -> Result<T, VenueError> {
+        f.now_or_never()
+            .expect("the simulated exchange answers at once")
+    }
+
+    fn btc() -> Symbol {
+        Symbol("BTCUSDT".into())
+    }
+
+    fn venue() -> SimExchange {
+        let sim = SimExchange::restore(
+            crate::domain::paper::PaperSettings {
+                fee_bps: dec!(5),
+                maker_fee_bps: dec!(2),
+                slippage_bps: dec!(2),
+                maintenance_margin_rate: dec!(0.005),
+            },
+            dec!(10000),
+            Vec::new(),
+            Vec::new(),
+            5,
+        )
+        .unwrap();
+        let mut rules = SymbolRules::new(btc(), "TRADING");
+        rules.tick_size = Some(dec!(0.1));
+        sim.set_rules(&HashMap::from([(btc(), rules)]));
+        sim
+    }
+
+    fn order(
+        side: Side,
+        kind: OrderKind,
+        qty: Option<Decimal>,
+        stop: Option<Decimal>,
+        id: &str,
+    ) -> OrderRequest {
+        OrderRequest {
+            symbol: btc(),
+            side,
+            kind,
+            quantity: qty,
+            stop_price: stop,
+            reduce_only: kind != OrderKind::Market,
+            close_position: kind != OrderKind::Market,
+            client_order_id: id.into(),
+        }
+    }
+
+    fn wallet(sim: &SimExchange) -> Decimal {
+        now(sim.snapshot()).unwrap().balance.wallet_balance
+    }
+
+    #[test]
+    fn scripted_fills_fees_funding_and_liquidation_equal_the_hand_computation() {
+        let sim = venue();
+        let t0 = Utc::now();
+        sim.on_price(&btc(), dec!(50000), t0);
+
+        // Entry: 50 000 × 1.0002 = 50 010 (on the tick); fee 50 010 × 0.1 × 0.0005 = 2.5005.
+        let entry = now(sim.place_order(&order(
+            Side::Buy,
+            OrderKind::Market,
+            Some(dec!(0.1)),
+            None,
+            "vx-en-1",
+        )))
+        .unwrap();
+        assert_eq!(entry.status, "FILLED");
+        assert_eq!(entry.avg_price, Some(dec!(50010.0)));
+        assert_eq!(wallet(&sim), dec!(9997.4995));
+        // Margin 5 001 / 5 = 1 000.2.
+        assert_eq!(
+            now(sim.snapshot()).unwrap().positions[0].isolated_margin,
+            dec!(1000.2)
+        );
+        // The same id again answers the same order: nothing executes twice.
+        let again = now(sim.place_order(&order(
+            Side::Buy,
+            OrderKind::Market,
+            Some(dec!(0.1)),
+            None,
+            "vx-en-1",
+        )))
+        .unwrap();
+        assert_eq!(again, entry);
+        assert_eq!(wallet(&sim), dec!(9997.4995));
+
+        // Protection on the exit side; a TP already crossed is refused (-2021).
+        now(sim.place_order(&order(
+            Side::Sell,
+            OrderKind::TakeProfitMarket,
+            None,
+            Some(dec!(51000)),
+            "vx-tp-1",
+        )))
+        .unwrap();
+        now(sim.place_order(&order(
+            Side::Sell,
+            OrderKind::StopMarket,
+            None,
+            Some(dec!(49000)),
+            "vx-sl-1",
+        )))
+        .unwrap();
+        let crossed = now(sim.place_order(&order(
+            Side::Sell,
+            OrderKind::StopMarket,
+            None,
+            Some(dec!(50500)),
+            "vx-sl-2",
+        )));
+        assert!(crossed.is_err());
+
+        // Funding: the first announcement only starts the clock; at the funding time the
+        // long pays 0.1 × 50 500 × 0.0001 = 0.505.
+        let t1 = t0 + chrono::Duration::hours(1);
+        sim.on_funding(&btc(), dec!(0.0001), Some(t1), dec!(50500), t0);
+        assert_eq!(wallet(&sim), dec!(9997.4995));
+        sim.on_funding(
+            &btc(),
+            dec!(0.0002),
+            Some(t1 + chrono::Duration::hours(8)),
+            dec!(50500),
+            t1,
+        );
+        assert_eq!(wallet(&sim), dec!(9996.9945));
+        sim.on_funding(
+            &btc(),
+            dec!(0.0002),
+            Some(t1 + chrono::Duration::hours(8)),
+            dec!(50500),
+            t1,
+        );
+        assert_eq!(wallet(&sim), dec!(9996.9945), "once per period");
+
+        // TP at the mark 51 000: 51 000 × 0.9998 = 50 989.8; PnL (50 989.8 − 50 010) × 0.1
+        // = 97.98; fee 50 989.8 × 0.1 × 0.0005 = 2.54949.
+        let _ = sim.take_events();
+        sim.on_price(&btc(), dec!(51000), t1);
+        let events = sim.take_events();
+        assert_eq!(events.len(), 1);
+        let UserEvent::Order {
+            order: tp,
+            trade: Some(trade),
+        } = &events[0]
+        else {
+            panic!("a fill event: {events:?}")
+        };
+        assert_eq!(tp.client_order_id, "vx-tp-1");
+        assert_eq!(trade.price, dec!(50989.8));
+        assert_eq!(trade.realized_pnl, dec!(97.98));
+        assert_eq!(trade.commission, dec!(2.54949));
+        assert_eq!(wallet(&sim), dec!(10092.42501));
+        // Like the venue, the stop-loss is still working: cancelling it is the engine's job.
+        let open = now(sim.snapshot()).unwrap().open_orders;
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].client_order_id, "vx-sl-1");
+        assert!(now(sim.cancel_order(&btc(), "vx-sl-1")).unwrap().is_some());
+        assert!(now(sim.cancel_order(&btc(), "vx-sl-1")).unwrap().is_none());
+
+        // A short: 51 000 × 0.9998 = 50 989.8, fee 2.54949, margin 5 098.98 / 5 = 1 019.796.
+        now(sim.place_order(&order(
+            Side::Sell,
+            OrderKind::Market,
+            Some(dec!(0.1)),
+            None,
+            "vx-en-2",
+        )))
+        .unwrap();
+        assert_eq!(wallet(&sim), dec!(10089.87552));
+        // Liquidation price (5 098.98 + 1 019.796) / (0.1 × 1.005) = 60 883.343..., filled
+        // on the tick against the trader: 60 883.4. PnL (50 989.8 − 60 883.4) × 0.1 =
+        // −989.36; fee 60 883.4 × 0.1 × 0.0005 = 3.04417; clearance fee 0.005 × 6 088.34
+        // = 30.4417. Wallet 10 089.87552 − 989.36 − 3.04417 − 30.4417 = 9 067.02965.
+        let snap = now(sim.snapshot()).unwrap();
+        let liq = snap.positions[0].liquidation_price.unwrap();
+        assert!(liq > dec!(60883.34) && liq < dec!(60883.35), "{liq}");
+        let _ = sim.take_events();
+        sim.on_price(&btc(), dec!(61000), t1);
+        let events = sim.take_events();
+        let UserEvent::Order {
+            order: liquidation,
+            trade: Some(trade),
+        } = &events[0]
+        else {
+            panic!("a liquidation fill: {events:?}")
+        };
+        assert_eq!(liquidation.order_type, "LIQUIDATION");
+        assert!(liquidation.client_order_id.starts_with("autoclose-"));
+        assert_eq!(trade.price, dec!(60883.4));
+        assert_eq!(trade.realized_pnl, dec!(-989.36));
+        assert_eq!(trade.commission, dec!(33.48587));
+        assert_eq!(wallet(&sim), dec!(9067.02965));
+        assert!(now(sim.snapshot()).unwrap().positions.is_empty());
+
+        // Income lists every amount that moved the wallet, and they add up exactly.
+        let income = now(sim.income(None)).unwrap();
+        let total: Decimal = income.iter().map(|i| i.amount).sum();
+        assert_eq!(dec!(10000) + total, dec!(9067.02965));
+        let kinds: Vec<&str> = income.iter().map(|i| i.kind.as_str()).collect();
+        for kind in [
+            "COMMISSION",
+            "FUNDING_FEE",
+            "REALIZED_PNL",
+            "INSURANCE_CLEAR",
+        ] {
+            assert!(kinds.contains(&kind), "{kinds:?}");
+        }
+        assert_eq!(now(sim.user_trades(&btc(), None)).unwrap().len(), 4);
+    }
+}
