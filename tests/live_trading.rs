@@ -527,3 +527,33 @@ async fn a_ban_on_one_venue_pauses_its_accounts_and_not_the_others() {
         "nothing hammers a venue that banned us"
     );
 }
+
+#[actix_rt::test]
+async fn an_account_in_hedge_mode_is_refused_with_a_clear_message() {
+    let venue = FakeVenue::start();
+    let acct = venue.add_hmac_account(HMAC_KEY, HMAC_SECRET, Decimal::from(10_000));
+    venue.set_hedge_mode(acct, true);
+    let db = common::pg::test_db();
+    let yaml = format!("accounts:{}", hmac_account("hedged", &venue));
+    let d = Daemon::start(&yaml, Some(&db.url), ENV);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !d
+        .log_file("errors.log")
+        .contains("hedge (dual-side) position mode")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no clear refusal; errors.log:\n{}",
+            tail(&d.log_file("errors.log"), 20)
+        );
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(d
+        .log_file("errors.log")
+        .contains("switch the account to one-way mode"));
+    // Nothing was traded, and the other side of the refusal is visible in the status.
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(venue.orders(acct).len(), 0);
+    let (_, status) = d.get("/accounts/hedged/status").await;
+    assert_eq!(status["cycles_completed"], 0, "{status}");
+}
