@@ -84,6 +84,25 @@ fn ready<'a, T: Send + 'a>(value: Result<T, VenueError>) -> VenueFuture<'a, T> {
 }
 
 impl SimState {
+    /// Forgets the oldest finished orders beyond [`HISTORY`] (working ones are kept;
+    /// the database has them all).
+    fn prune_orders(&mut self) {
+        if self.orders.len() <= HISTORY {
+            return;
+        }
+        let mut finished: Vec<(DateTime<Utc>, String)> = self
+            .orders
+            .values()
+            .filter(|o| !o.is_open())
+            .map(|o| (o.update_time, o.client_order_id.clone()))
+            .collect();
+        finished.sort();
+        let excess = self.orders.len() - HISTORY;
+        for (_, id) in finished.into_iter().take(excess) {
+            self.orders.remove(&id);
+        }
+    }
+
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -356,6 +375,7 @@ impl SimExchange {
 
     fn place(&self, req: &OrderRequest) -> Result<VenueOrder, VenueError> {
         let mut s = self.lock();
+        s.prune_orders();
         if s.orders
             .get(&req.client_order_id)
             .is_some_and(|o| o.is_open())
