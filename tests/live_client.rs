@@ -357,22 +357,40 @@ async fn an_order_whose_answer_stalls_past_the_timeout_is_found_and_not_sent_aga
 async fn an_order_the_venue_failed_before_accepting_is_sent_again_once_with_the_same_id() {
     let desk = Desk::hmac(dec!(10000));
     desk.venue.set_price("BTCUSDT", dec!(60000));
-    desk.venue
-        .inject("POST /fapi/v1/order", Fault::ServerError, 1);
+    desk.client.sync_time().await.expect("server time");
 
-    let order = desk
-        .client
-        .place_order(&market("BTCUSDT", Side::Buy, dec!(0.010), "vx-lc-500"))
-        .await
-        .expect("placed by the second send");
+    // A 500 and a 503 (with the venue's -1001 body), neither executed.
+    let failures: [(&str, &dyn Fn()); 2] = [
+        ("vx-lc-500", &|| {
+            desk.venue
+                .inject("POST /fapi/v1/order", Fault::ServerError, 1)
+        }),
+        ("vx-lc-503", &|| desk.venue.fail_next(1, 503)),
+    ];
+    for (n, (coid, fail)) in failures.iter().enumerate() {
+        fail();
+        let side = if n == 0 { Side::Buy } else { Side::Sell };
+        let order = desk
+            .client
+            .place_order(&market("BTCUSDT", side, dec!(0.010), coid))
+            .await
+            .expect("placed by the second send");
 
-    assert_eq!(order.client_order_id, "vx-lc-500");
-    assert_eq!(order.status, "FILLED");
-    assert_eq!(desk.venue.order_count(desk.account, "vx-lc-500"), 1);
-    assert_eq!(desk.venue.orders(desk.account).len(), 1, "no other order");
-    assert_eq!(desk.venue.positions(desk.account)[0].amount, dec!(0.010));
-    assert_eq!(desk.hits("POST", ORDER_PATH), 2, "sent twice");
-    assert_eq!(desk.hits("GET", ORDER_PATH), 1, "looked up in between");
+        assert_eq!(order.client_order_id, *coid);
+        assert_eq!(order.status, "FILLED");
+        assert_eq!(desk.venue.order_count(desk.account, coid), 1, "{coid}");
+        assert_eq!(
+            desk.venue.orders(desk.account).len(),
+            n + 1,
+            "no other order"
+        );
+        assert_eq!(desk.hits("POST", ORDER_PATH), 2 * (n + 1), "sent twice");
+        assert_eq!(desk.hits("GET", ORDER_PATH), n + 1, "looked up in between");
+    }
+    assert!(
+        desk.venue.positions(desk.account).is_empty(),
+        "bought, then sold"
+    );
 }
 
 #[actix_rt::test]
