@@ -33,7 +33,7 @@
 //! would otherwise spend most of its time waiting for the next minute: one
 //! `LiveVenue::reconcile` of 100 symbols weighs ~580 of the default 2400/min).
 //!
-//! Run: `cargo bench --bench execution` (release build; ~20 s after the build). Knobs:
+//! Run: `cargo bench --bench execution` (release build; a few seconds after it). Knobs:
 //! `VIBEX_BENCH_ORDERS`, `VIBEX_BENCH_RUNS`. Part 3 needs the PostgreSQL server binaries
 //! (as the tests do) and is skipped with the reason when they are missing. Without
 //! `--bench` (e.g. `cargo test --benches`) it only prints how to run it.
