@@ -9,16 +9,19 @@
 //! [`FakeVenue::clear_price_override`], [`FakeVenue::set_clock_offset_ms`],
 //! [`FakeVenue::fail_next`], [`FakeVenue::set_down`], [`FakeVenue::rate_limit_next`],
 //! [`FakeVenue::inject`], [`FakeVenue::hold_order_replies`], [`FakeVenue::requests`],
-//! [`FakeVenue::request_log`]; the trading hooks are documented in [`fake_trading`].
+//! [`FakeVenue::request_log`] (each entry with the fake's own handling time); the
+//! trading hooks are documented in [`fake_trading`].
 //! Dropping the value stops the server (held or stalled replies are cut).
 //!
 //! Served (GET): `/fapi/v1/ping`, `/time`, `/exchangeInfo` (BTCUSDT, ETHUSDT, SOLUSDT
 //! with real-shaped filters; `pricePrecision`/`quantityPrecision` deliberately differ
 //! from tickSize/stepSize so a client that rounds with them is caught), `/klines`,
-//! `/premiumIndex`, `/openInterest`, `/fundingRate`, `/ticker/price`. Unknown symbol:
-//! 400 `{"code":-1121,"msg":"Invalid symbol."}`; bad parameters: 400 with the venue's
-//! code, never a panic. Every response carries `X-MBX-USED-WEIGHT-1M` (one counter for
-//! public and signed requests); order placements also `X-MBX-ORDER-COUNT-1M`.
+//! `/premiumIndex`, `/openInterest`, `/fundingRate`, `/ticker/price` (a benchmark can
+//! list many more symbols for the whole process: [`FakeVenue::list_bench_symbols`]).
+//! Unknown symbol: 400 `{"code":-1121,"msg":"Invalid symbol."}`; bad parameters: 400
+//! with the venue's code, never a panic. Every response carries `X-MBX-USED-WEIGHT-1M`
+//! (one counter for public and signed requests); order placements also
+//! `X-MBX-ORDER-COUNT-1M`.
 //!
 //! Order of checks on every request: conditional orders are evaluated at the current
 //! prices; then an IP ban in force (418), `set_down` (503), `rate_limit_next` (429),
@@ -65,7 +68,7 @@ use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// The real EUR/USD hourly bars every symbol's prices are shaped after.
@@ -95,6 +98,7 @@ const INTERVALS: [(&str, i64); 12] = [
 ];
 
 /// One listed perpetual: how its prices are made and what exchangeInfo says about it.
+#[derive(Clone, Copy)]
 struct Listing {
     symbol: &'static str,
     base: &'static str,
@@ -172,6 +176,31 @@ const LISTINGS: [Listing; 3] = [
         quantity_precision: 0,
     },
 ];
+
+/// How many `BENCHnnnUSDT` perpetuals this process lists besides the three above
+/// ([`FakeVenue::list_bench_symbols`]; none unless a benchmark asks).
+static BENCH_SYMBOLS: OnceLock<usize> = OnceLock::new();
+
+/// Every listed perpetual: [`LISTINGS`], then the bench symbols (fixed for the process
+/// at the first use).
+fn listings() -> &'static [Listing] {
+    static ALL: OnceLock<Vec<Listing>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let extra = BENCH_SYMBOLS.get().copied().unwrap_or(0);
+        let mut all = LISTINGS.to_vec();
+        all.extend((0..extra).map(|i| {
+            let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+            // SOL's rules and price level, each on its own stretch of the walk.
+            Listing {
+                symbol: leak(format!("BENCH{i:03}USDT")),
+                base: leak(format!("BENCH{i:03}")),
+                offset: 97 * (i as i64 + 1),
+                ..LISTINGS[2]
+            }
+        }));
+        all
+    })
+}
 
 /// The `filters[]` of a symbol: (minPrice, maxPrice, tickSize), LOT_SIZE and
 /// MARKET_LOT_SIZE as (minQty, maxQty, stepSize), min notional.
@@ -252,7 +281,7 @@ fn walks() -> &'static [Walk] {
         assert!(rows.len() > 1, "eurusd-1h.csv has no data");
         let mean_close =
             rows.iter().map(|r| r[3]).sum::<Decimal>() / Decimal::from(rows.len() as u64);
-        LISTINGS
+        listings()
             .iter()
             .map(|listing| {
                 let factor = Decimal::from(listing.level) / mean_close;
@@ -434,6 +463,9 @@ pub struct LoggedRequest {
     body: String,
     /// HTTP status answered.
     status: u16,
+    /// The fake's own work on it: from the request's arrival in the handler to its
+    /// answer being ready (HTTP parsing and the response's serialization excluded).
+    pub handled_in: Duration,
 }
 
 /// Scripted behaviour and bookkeeping, shared between the test and the server thread.
@@ -554,7 +586,7 @@ fn listed_rules() -> &'static [SymbolRules] {
         let d = |text: &str| {
             Decimal::from_str(text).unwrap_or_else(|e| panic!("listing filter {text}: {e}"))
         };
-        LISTINGS
+        listings()
             .iter()
             .map(|l| SymbolRules {
                 symbol: l.symbol,
@@ -787,7 +819,7 @@ fn route(
 }
 
 fn exchange_info(now: i64) -> Value {
-    let symbols: Vec<Value> = LISTINGS
+    let symbols: Vec<Value> = listings()
         .iter()
         .map(|l| {
             json!({
@@ -969,6 +1001,7 @@ enum After {
 /// Every request: ban, scripted and injected failures first, then the route (public or
 /// signed); weight, log and headers after. Runs under the locks, never waits.
 fn answer(shared: &Shared, req: &HttpRequest, raw_body: &[u8]) -> Prepared {
+    let started = Instant::now();
     let now = shared.now();
     let path = req.path().to_string();
     let query = req.query_string().to_string();
@@ -1098,6 +1131,7 @@ fn answer(shared: &Shared, req: &HttpRequest, raw_body: &[u8]) -> Prepared {
                 Some(After::Reply503) => 503,
                 _ => reply.status,
             },
+            handled_in: started.elapsed(),
         });
         c.weight_used
     };
@@ -1273,9 +1307,26 @@ impl FakeVenue {
         &self.base_url
     }
 
-    /// The symbols listed (`BTCUSDT`, `ETHUSDT`, `SOLUSDT`).
+    /// The symbols listed (`BTCUSDT`, `ETHUSDT`, `SOLUSDT`, then any bench symbols).
     pub fn symbols(&self) -> Vec<&'static str> {
-        LISTINGS.iter().map(|l| l.symbol).collect()
+        listings().iter().map(|l| l.symbol).collect()
+    }
+
+    /// Lists `n` more perpetuals in this process, `BENCH000USDT`, `BENCH001USDT`, ...
+    /// (SOL's filters and price level, each on its own stretch of the walk), for
+    /// benchmarks that need many positions: one-way mode holds one per symbol. Call it
+    /// before the first [`FakeVenue::start`] of the process; returns the names. Panics
+    /// when called too late or twice with different counts (a test bug).
+    pub fn list_bench_symbols(n: usize) -> Vec<&'static str> {
+        let set = *BENCH_SYMBOLS.get_or_init(|| n);
+        assert_eq!(set, n, "bench symbols were already listed ({set})");
+        let all = listings();
+        assert_eq!(
+            all.len(),
+            LISTINGS.len() + n,
+            "list_bench_symbols must come before the first FakeVenue::start"
+        );
+        all[LISTINGS.len()..].iter().map(|l| l.symbol).collect()
     }
 
     fn listed(symbol: &str) -> &'static Walk {
