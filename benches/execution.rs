@@ -792,7 +792,7 @@ async fn live_reconcile(
     for i in 0..warm + runs {
         let mut live = LiveVenue::restore(
             account_id.clone(),
-            c.clone(),
+            std::sync::Arc::new(c.clone()),
             20,
             "CROSSED",
             StoredLiveState {

@@ -471,12 +471,11 @@ async fn a_venue_clock_seconds_behind_is_measured_and_signed_requests_follow_it(
     assert_eq!(desk.hits("GET", "/fapi/v2/account"), 1, "accepted at once");
 }
 
-/// Client bug (reported, not fixed here): the wallet nonce is kept strictly above the
-/// last one sent, so after the venue's clock moves back by more than the 5 s nonce
-/// tolerance every wallet-signed request is refused -1021, resync or not, until the
-/// wall clock catches up with the old nonce.
+/// After the venue's clock moves back by more than the 5 s nonce tolerance, a resync
+/// brings the wallet nonces back with it (they used to stay ahead of the venue's
+/// window, and every wallet-signed request was refused -1021 until the wall clock
+/// caught up).
 #[actix_rt::test]
-#[ignore = "client bug: wallet nonces never follow a venue clock that moved back"]
 async fn wallet_requests_recover_when_the_venue_clock_moves_back() {
     let desk = Desk::wallet(dec!(10000));
     desk.venue.set_clock_offset_ms(7_000);

@@ -84,6 +84,8 @@ struct Clock {
     offset_ms: AtomicI64,
     synced: AtomicBool,
     last_nonce: AtomicU64,
+    /// One first sync at a time (parallel reads of a fresh client share it).
+    first_sync: tokio::sync::Mutex<()>,
 }
 
 impl Clock {
@@ -226,6 +228,9 @@ impl TradeClient {
         let offset = wire.server_time.0.timestamp_millis() - (before + after) / 2;
         self.clock.offset_ms.store(offset, Ordering::Relaxed);
         self.clock.synced.store(true, Ordering::Relaxed);
+        // Nonces follow the venue's clock: after it moved back, nonces made with the old
+        // offset would stay ahead of it (and outside its 5 s window) for good.
+        self.clock.last_nonce.store(0, Ordering::Relaxed);
         Ok(offset)
     }
 
@@ -249,7 +254,10 @@ impl TradeClient {
         client_order_id: Option<&str>,
     ) -> Result<Vec<u8>, VenueError> {
         if !self.clock.synced.load(Ordering::Relaxed) {
-            self.sync_time().await?;
+            let _first = self.clock.first_sync.lock().await;
+            if !self.clock.synced.load(Ordering::Relaxed) {
+                self.sync_time().await?;
+            }
         }
         let business = pairs(params);
         let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
