@@ -187,6 +187,11 @@ impl ExecutionActor {
             Utc::now(),
             log.clone(),
         );
+        let venue = if sim.is_some() {
+            venue.in_process_venue()
+        } else {
+            venue
+        };
         let core = Core {
             venue,
             journal,

@@ -113,6 +113,9 @@ pub struct LiveVenue {
     income_since: DateTime<Utc>,
     prepared: HashSet<Symbol>,
     rules: HashMap<Symbol, SymbolRules>,
+    /// Wait for an order's row to be written before sending it (a remote venue). A
+    /// venue in this process (paper) loses its state with vibex, so it need not wait.
+    durable_intents: bool,
     log: Logger,
 }
 
@@ -175,6 +178,7 @@ impl LiveVenue {
             income_since: stored.last_income.unwrap_or(first),
             prepared: HashSet::new(),
             rules: HashMap::new(),
+            durable_intents: true,
             log,
         }
     }
@@ -223,6 +227,13 @@ impl LiveVenue {
         self.client.set_leverage(symbol, self.leverage).await?;
         self.prepared.insert(symbol.clone());
         Ok(())
+    }
+
+    /// For a venue that lives in this process (paper): an order's row is written in
+    /// send order but not awaited before the order is placed.
+    pub fn in_process_venue(mut self) -> Self {
+        self.durable_intents = false;
+        self
     }
 
     /// The symbols' trading rules, as the market-data hubs last read them (for the
@@ -423,7 +434,11 @@ impl LiveVenue {
             json!({"request": req}),
         );
         intent.orders.push(row.clone());
-        journal.commit_durable(intent, cycle).await?;
+        if self.durable_intents {
+            journal.commit_durable(intent, cycle).await?;
+        } else {
+            journal.commit(intent, cycle);
+        }
         self.orders.insert(row.client_order_id.clone(), row.clone());
 
         let result = self.client.place_order(&req).await;
