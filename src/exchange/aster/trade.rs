@@ -454,21 +454,8 @@ impl TradeClient {
         symbol: &Symbol,
         client_order_id: &str,
     ) -> Result<Option<VenueOrder>, VenueError> {
-        let params = [
-            ("symbol", symbol.to_string()),
-            ("origClientOrderId", client_order_id.to_string()),
-        ];
-        match self
-            .signed(Method::GET, ORDER, &params, Repeat::Safe, None)
+        self.order_by_id(Method::GET, symbol, client_order_id, &[CODE_NO_SUCH_ORDER])
             .await
-        {
-            Ok(body) => decode::<OrderWire>(ORDER, &body)
-                .and_then(OrderWire::into_order)
-                .map(Some)
-                .map_err(|d| decode_err(ORDER, d)),
-            Err(e) if e.venue_code() == Some(CODE_NO_SUCH_ORDER) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Cancels the order with `client_order_id`; `None` when the venue does not know
@@ -478,26 +465,33 @@ impl TradeClient {
         symbol: &Symbol,
         client_order_id: &str,
     ) -> Result<Option<VenueOrder>, VenueError> {
+        let gone = [CODE_NO_SUCH_ORDER, CODE_CANCEL_REJECTED];
+        self.order_by_id(Method::DELETE, symbol, client_order_id, &gone)
+            .await
+    }
+
+    /// `GET` or `DELETE /fapi/v1/order` by client order id; the venue codes in `gone`
+    /// mean "no such (open) order" and answer `None`.
+    async fn order_by_id(
+        &self,
+        method: Method,
+        symbol: &Symbol,
+        client_order_id: &str,
+        gone: &[i64],
+    ) -> Result<Option<VenueOrder>, VenueError> {
         let params = [
             ("symbol", symbol.to_string()),
             ("origClientOrderId", client_order_id.to_string()),
         ];
         match self
-            .signed(Method::DELETE, ORDER, &params, Repeat::Safe, None)
+            .signed(method, ORDER, &params, Repeat::Safe, None)
             .await
         {
             Ok(body) => decode::<OrderWire>(ORDER, &body)
                 .and_then(OrderWire::into_order)
                 .map(Some)
                 .map_err(|d| decode_err(ORDER, d)),
-            Err(e)
-                if matches!(
-                    e.venue_code(),
-                    Some(CODE_NO_SUCH_ORDER) | Some(CODE_CANCEL_REJECTED)
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.venue_code().is_some_and(|c| gone.contains(&c)) => Ok(None),
             Err(e) => Err(e),
         }
     }
