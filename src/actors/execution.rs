@@ -277,8 +277,14 @@ impl Handler<Stream> for ExecutionActor {
                 ..
             } = &mut *guard;
             match msg.0 {
-                StreamSignal::Up => *stream_up = true,
-                StreamSignal::Down(_) => *stream_up = false,
+                StreamSignal::Up => {
+                    *stream_up = true;
+                    venue.set_stream_up(true);
+                }
+                StreamSignal::Down(_) => {
+                    *stream_up = false;
+                    venue.set_stream_up(false);
+                }
                 StreamSignal::Event(event) => venue.on_user_event(event, journal).await,
             }
         };

@@ -283,6 +283,12 @@ pub trait Exchange: Send + Sync {
     fn cancel_all<'a>(&'a self, symbol: &'a Symbol) -> VenueFuture<'a, ()>;
     /// Balance, positions and working orders now.
     fn snapshot(&self) -> VenueFuture<'_, VenueSnapshot>;
+    /// Balance and positions, with the working orders of `symbols` only (cheaper on a
+    /// venue that charges per symbol). By default the full snapshot.
+    fn snapshot_of<'a>(&'a self, symbols: &'a [Symbol]) -> VenueFuture<'a, VenueSnapshot> {
+        let _ = symbols;
+        self.snapshot()
+    }
     /// Fills of a symbol since a time.
     fn user_trades<'a>(
         &'a self,

@@ -568,6 +568,20 @@ impl TradeClient {
         })
     }
 
+    /// Balance, positions (all symbols) and the open orders of `symbols` only, read
+    /// concurrently: one request weight per symbol instead of 40 for every symbol.
+    pub async fn snapshot_of(&self, symbols: &[Symbol]) -> Result<VenueSnapshot, VenueError> {
+        let orders =
+            futures_util::future::try_join_all(symbols.iter().map(|s| self.open_orders(Some(s))));
+        let (balance, positions, open_orders) =
+            futures_util::try_join!(self.balance(), self.positions(), orders)?;
+        Ok(VenueSnapshot {
+            balance,
+            positions,
+            open_orders: open_orders.into_iter().flatten().collect(),
+        })
+    }
+
     /// Fills of `symbol` since `start` (`GET /fapi/v1/userTrades`), oldest first.
     pub async fn user_trades(
         &self,
@@ -700,6 +714,9 @@ impl crate::exchange::venue::Exchange for TradeClient {
     }
     fn snapshot(&self) -> VenueFuture<'_, VenueSnapshot> {
         Box::pin(TradeClient::snapshot(self))
+    }
+    fn snapshot_of<'a>(&'a self, symbols: &'a [Symbol]) -> VenueFuture<'a, VenueSnapshot> {
+        Box::pin(TradeClient::snapshot_of(self, symbols))
     }
     fn user_trades<'a>(
         &'a self,
