@@ -526,6 +526,11 @@ async fn a_ban_on_one_venue_pauses_its_accounts_and_not_the_others() {
         banned.request_log().len() <= sent_at_ban + 2,
         "nothing hammers a venue that banned us"
     );
+    assert!(
+        d.log_file("market_data.log")
+            .contains("banned by the venue (HTTP 418)"),
+        "the ban is logged"
+    );
 }
 
 #[actix_rt::test]
