@@ -825,7 +825,8 @@ impl LiveVenue {
                         // The level is already crossed: do what the trigger would have.
                         if let Some(p) = self.positions.get(symbol).cloned() {
                             let why = format!("{} level already crossed", kind.as_str());
-                            self.close_position(&p, cycle, decision_id, &why, journal)
+                            // Fresh ids: this cycle may already have used its exit id.
+                            self.close_position(&p, CycleId::new(), decision_id, &why, journal)
                                 .await;
                         }
                         break;
@@ -1326,8 +1327,9 @@ impl LiveVenue {
                         sl_price: (*leg == OrderKind::StopMarket).then_some(*stop_price),
                         exit_plan: String::new(),
                     };
-                    let c = cycle.unwrap_or_default();
-                    self.protect(symbol, *side, &plan, c, None, journal).await;
+                    // Fresh ids: this cycle may place its own TP/SL after an entry.
+                    self.protect(symbol, *side, &plan, CycleId::new(), None, journal)
+                        .await;
                 }
             }
         }
