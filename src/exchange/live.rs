@@ -861,6 +861,23 @@ impl LiveVenue {
                 .to_string(),
         };
         match self.send(req, Some(cycle), decision_id, journal).await {
+            Ok(o) if o.executed_qty > Decimal::ZERO && o.executed_qty < p.quantity => {
+                // The venue filled less than the position: it stays open, smaller.
+                if let Some(row) = self.positions.get_mut(&symbol) {
+                    row.quantity = p.quantity - o.executed_qty;
+                    row.updated_at = Utc::now();
+                    let row = row.clone();
+                    journal.commit(
+                        ExecutionBatch {
+                            positions: vec![row],
+                            ..Default::default()
+                        },
+                        Some(cycle),
+                    );
+                }
+                json!({"status": o.status, "quantity": o.executed_qty, "price": o.avg_price,
+                       "remaining": p.quantity - o.executed_qty})
+            }
             Ok(o) if o.executed_qty > Decimal::ZERO => {
                 self.closed_local(&symbol, o.avg_price, why, journal);
                 json!({"status": o.status, "quantity": o.executed_qty, "price": o.avg_price})
