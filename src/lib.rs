@@ -25,6 +25,8 @@ pub mod domain;
 pub mod exchange;
 /// The LLM decision engine: client, prompts, reply parsing.
 pub mod llm;
+/// What the HTTP clients share about failed requests (no URL in any message).
+pub mod net;
 /// Secrets that never print.
 pub mod secret;
 /// slog drains: per-domain JSON files with rotation and secret masking, stderr.

@@ -11,6 +11,7 @@
 //! unknown.
 
 use crate::exchange::error::VenueError;
+use crate::net::transport_detail;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use std::sync::Arc;
@@ -94,21 +95,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
-}
-
-/// The error chain of a transport failure as one line, without the URL.
-pub fn transport_detail(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// Turns a non-2xx answer into the matching [`VenueError`].

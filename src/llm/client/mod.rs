@@ -36,6 +36,7 @@ mod wire;
 
 pub use error::LlmError;
 
+use crate::net::transport_detail;
 use crate::secret::{Secret, MASK};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use rust_decimal::Decimal;
@@ -344,21 +345,6 @@ fn header_value(setting: &str, text: &str) -> Result<HeaderValue, LlmError> {
                  characters)"
             .to_string(),
     })
-}
-
-/// The error chain of a transport failure as one line, without the URL.
-fn transport_detail(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// What one attempt produced.
