@@ -1,6 +1,6 @@
 //! ExecutionActor: the one place an account's orders, positions and balance change.
 //! It drives the account's venue through one engine ([`LiveVenue`] over the
-//! [`Exchange`](crate::exchange::venue::Exchange) trait) whatever the venue is —
+//! [`Exchange`] trait) whatever the venue is —
 //! AsterDEX for `mode: live`, the simulated exchange ([`SimExchange`]) for paper — and
 //! every change becomes rows for the Recorder and events for the bus through the
 //! account's [`Journal`].
@@ -187,11 +187,6 @@ impl ExecutionActor {
             Utc::now(),
             log.clone(),
         );
-        let venue = if sim.is_some() {
-            venue.in_process_venue()
-        } else {
-            venue
-        };
         let core = Core {
             venue,
             journal,

@@ -14,6 +14,7 @@
 //!   written to the database *before* the order is sent. After a crash at any point the
 //!   restarted daemon knows the id and looks it up instead of placing it again; a new
 //!   cycle derives new ids, and a position that already exists is never entered twice.
+//!   (A venue in this process — [`Exchange::in_process`] — is not waited for.)
 //! - Nothing is sent that the symbol's rules refuse (step, tick, min notional, max
 //!   quantity): the refusal is recorded as a `REJECTED` order that never left.
 //! - When a position closes, its remaining TP/SL orders are cancelled.
@@ -116,9 +117,6 @@ pub struct LiveVenue {
     income_since: DateTime<Utc>,
     prepared: HashSet<Symbol>,
     rules: HashMap<Symbol, SymbolRules>,
-    /// Wait for an order's row to be written before sending it (a remote venue). A
-    /// venue in this process (paper) loses its state with vibex, so it need not wait.
-    durable_intents: bool,
     stream_up: bool,
     reconciles: u64,
     log: Logger,
@@ -183,7 +181,6 @@ impl LiveVenue {
             income_since: stored.last_income.unwrap_or(first),
             prepared: HashSet::new(),
             rules: HashMap::new(),
-            durable_intents: true,
             stream_up: false,
             reconciles: 0,
             log,
@@ -234,13 +231,6 @@ impl LiveVenue {
         self.client.set_leverage(symbol, self.leverage).await?;
         self.prepared.insert(symbol.clone());
         Ok(())
-    }
-
-    /// For a venue that lives in this process (paper): an order's row is written in
-    /// send order but not awaited before the order is placed.
-    pub fn in_process_venue(mut self) -> Self {
-        self.durable_intents = false;
-        self
     }
 
     /// The symbols' trading rules, as the market-data hubs last read them (for the
@@ -369,7 +359,6 @@ impl LiveVenue {
 
     // ---- orders ---------------------------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
     fn order_row(
         &self,
         cycle: Option<CycleId>,
@@ -441,7 +430,7 @@ impl LiveVenue {
             json!({"request": req}),
         );
         intent.orders.push(row.clone());
-        if self.durable_intents {
+        if !self.client.in_process() {
             journal.commit_durable(intent, cycle).await?;
         } else {
             journal.commit(intent, cycle);
@@ -548,7 +537,7 @@ impl LiveVenue {
     }
 
     /// Executes one approved decision: close an opposite position, open the target one
-    /// with its TP/SL. Returns (orders, fills) counts for the cycle report.
+    /// with its TP/SL. Returns how many orders it asked for (the cycle report).
     #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &mut self,

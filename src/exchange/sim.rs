@@ -545,6 +545,9 @@ impl SimExchange {
 }
 
 impl Exchange for SimExchange {
+    fn in_process(&self) -> bool {
+        true
+    }
     fn sync_time(&self) -> VenueFuture<'_, i64> {
         ready(Ok(0))
     }

@@ -253,6 +253,12 @@ pub type VenueFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, Venu
 /// - `snapshot` lists only non-zero positions and working orders;
 /// - `user_trades`/`income` list what happened at or after `since`, oldest first.
 pub trait Exchange: Send + Sync {
+    /// True for a venue that lives in this process (the paper venue): it loses its
+    /// state with vibex, so an order's row need not be on disk before it is sent.
+    /// A remote venue (the default) keeps what it accepted through a crash of vibex.
+    fn in_process(&self) -> bool {
+        false
+    }
     /// Measures the venue clock; returns server minus local time in ms.
     fn sync_time(&self) -> VenueFuture<'_, i64>;
     /// True when the account is in hedge (dual-side) mode.
