@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::daemon::{Daemon, WsClient};
+use common::daemon::{dec, has_order, Daemon, WsClient};
 use common::fake_venue::FakeVenue;
 use diesel::prelude::*;
 use rust_decimal::Decimal;
@@ -54,14 +54,6 @@ accounts:
     )
 }
 
-fn dec(v: &serde_json::Value) -> Decimal {
-    Decimal::from_str(
-        v.as_str()
-            .unwrap_or_else(|| panic!("decimal string expected: {v}")),
-    )
-    .expect("decimal")
-}
-
 #[actix_rt::test]
 async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
     let venue = FakeVenue::start();
@@ -101,25 +93,11 @@ async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
         "BTCUSDT",
         (tp * Decimal::from_str("1.001").unwrap()).round_dp(1),
     );
-    let closed = d
-        .wait_for(
-            "/positions?account_id=alpha&symbol=BTCUSDT&status=closed",
-            Duration::from_secs(20),
-            |b| {
-                b["items"]
-                    .as_array()
-                    .map(|a| a.iter().any(|p| p["id"] == position_id.as_str()))
-                    .unwrap_or(false)
-            },
-        )
+    let closed =
+        common::daemon::closed_position(&d, "alpha", &position_id, Duration::from_secs(20), |_| {
+            true
+        })
         .await;
-    let closed = closed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == position_id.as_str())
-        .unwrap()
-        .clone();
     assert!(
         dec(&closed["realized_pnl"]) > Decimal::ZERO,
         "TP gives a profit: {closed}"
@@ -129,11 +107,7 @@ async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
     // REST: orders and trades tell the story of the TP.
     let (_, orders) = d.get("/orders?account_id=alpha&symbol=BTC&limit=50").await;
     let orders = orders["items"].as_array().unwrap().clone();
-    let of = |t: &str, s: &str| {
-        orders
-            .iter()
-            .any(|o| o["order_type"] == t && o["status"] == s)
-    };
+    let of = |t: &str, s: &str| has_order(&orders, t, s);
     assert!(of("MARKET", "FILLED"), "entry filled: {orders:?}");
     assert!(of("TAKE_PROFIT_MARKET", "FILLED"), "TP filled");
     assert!(

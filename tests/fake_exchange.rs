@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::daemon::dec;
 use common::fake_trading::{FakeAccountId, Fault, HandOrder, OrderStatus, OrderType, Side};
 use common::fake_venue::FakeVenue;
 use hmac::{Hmac, Mac};
@@ -192,12 +193,6 @@ async fn answer(response: reqwest::Response) -> Answer {
         text,
         json,
     }
-}
-
-fn dec(v: &Value) -> Decimal {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{v} is not a decimal string"))
 }
 
 /// A venue with one HMAC account of 10,000 USDT and BTC pinned at 60,000.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::daemon::{tail, Daemon};
+use common::daemon::{dec, has_order, tail, Daemon};
 use common::fake_trading::{FakeAccountId, Fault, OrderStatus, OrderType, Side};
 use common::fake_venue::FakeVenue;
 use rust_decimal::Decimal;
@@ -72,14 +72,6 @@ fn wallet_account(id: &str, venue: &FakeVenue) -> String {
         base = venue.base_url(),
         ws = ws_base(venue),
     )
-}
-
-fn dec(v: &serde_json::Value) -> Decimal {
-    Decimal::from_str(
-        v.as_str()
-            .unwrap_or_else(|| panic!("decimal string expected: {v}")),
-    )
-    .expect("decimal")
 }
 
 fn is_multiple(value: Decimal, step: &str) -> bool {
@@ -219,49 +211,17 @@ async fn live_accounts_open_protected_positions_and_a_take_profit_closes_one() {
         cancelled(hmac, &hmac_sl)
     })
     .await;
-    let closed = d
-        .wait_for(
-            "/positions?account_id=hmac&symbol=BTCUSDT&status=closed",
-            Duration::from_secs(20),
-            |b| {
-                b["items"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|p| p["id"] == position_id.as_str()))
-            },
-        )
+    // Closed, with the exchange's realized PnL (it arrives with the fill).
+    let closed =
+        common::daemon::closed_position(&d, "hmac", &position_id, Duration::from_secs(20), |p| {
+            p["realized_pnl"].as_str().is_some_and(|v| v != "0")
+        })
         .await;
-    let closed = closed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == position_id.as_str())
-        .unwrap()
-        .clone();
-    // The exchange's realized PnL arrives with the fill.
-    let closed = if dec(&closed["realized_pnl"]) > Decimal::ZERO {
-        closed
-    } else {
-        d.wait_for(
-            "/positions?account_id=hmac&symbol=BTCUSDT&status=closed",
-            Duration::from_secs(10),
-            |b| {
-                b["items"][0]["realized_pnl"]
-                    .as_str()
-                    .is_some_and(|v| v != "0")
-            },
-        )
-        .await["items"][0]
-            .clone()
-    };
     assert!(dec(&closed["realized_pnl"]) > Decimal::ZERO, "{closed}");
 
     let (_, orders) = d.get("/orders?account_id=hmac&limit=50").await;
     let orders = orders["items"].as_array().unwrap().clone();
-    let has = |t: &str, s: &str| {
-        orders
-            .iter()
-            .any(|o| o["order_type"] == t && o["status"] == s)
-    };
+    let has = |t: &str, s: &str| has_order(&orders, t, s);
     assert!(has("MARKET", "FILLED"), "{orders:?}");
     assert!(has("TAKE_PROFIT_MARKET", "FILLED"), "{orders:?}");
     assert!(has("STOP_MARKET", "CANCELED"), "{orders:?}");

@@ -5,19 +5,11 @@
 
 mod common;
 
-use common::daemon::Daemon;
+use common::daemon::{dec, has_order, Daemon};
 use common::fake_venue::FakeVenue;
 use rust_decimal::Decimal;
 use std::str::FromStr;
 use std::time::Duration;
-
-fn dec(v: &serde_json::Value) -> Decimal {
-    Decimal::from_str(
-        v.as_str()
-            .unwrap_or_else(|| panic!("decimal string expected: {v}")),
-    )
-    .expect("decimal")
-}
 
 #[actix_rt::test]
 async fn a_paper_position_past_its_liquidation_price_is_liquidated_like_on_the_venue() {
@@ -94,38 +86,18 @@ accounts:
         .unwrap()
         .starts_with("autoclose-"));
 
-    let closed = d
-        .wait_for(
-            "/positions?account_id=lev&symbol=BTCUSDT&status=closed",
-            Duration::from_secs(10),
-            |b| {
-                b["items"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|p| p["id"] == id.as_str()))
-            },
-        )
-        .await;
-    let closed = closed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let closed =
+        common::daemon::closed_position(&d, "lev", &id, Duration::from_secs(10), |_| true).await;
     assert!(dec(&closed["realized_pnl"]) < Decimal::ZERO, "{closed}");
     // Its TP and SL were cancelled, not filled.
     let (_, orders) = d.get("/orders?account_id=lev&limit=50").await;
     let orders = orders["items"].as_array().unwrap().clone();
     for kind in ["TAKE_PROFIT_MARKET", "STOP_MARKET"] {
         assert!(
-            orders
-                .iter()
-                .any(|o| o["order_type"] == kind && o["status"] == "CANCELED"),
+            has_order(&orders, kind, "CANCELED"),
             "{kind} cancelled: {orders:?}"
         );
-        assert!(!orders
-            .iter()
-            .any(|o| o["order_type"] == kind && o["status"] == "FILLED"));
+        assert!(!has_order(&orders, kind, "FILLED"), "{kind} not filled");
     }
     // The venue's income records: realized loss, commission, clearance fee.
     let income = d

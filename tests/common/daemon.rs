@@ -349,3 +349,41 @@ pub async fn open_btc_long(
         tail(&d.stderr(), 60)
     );
 }
+
+/// A decimal field of a REST or fake-venue body (money travels as strings).
+pub fn dec(v: &serde_json::Value) -> rust_decimal::Decimal {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{v} is not a decimal string"))
+}
+
+/// Waits until `account`'s position `id` is listed closed and `done` holds for its row;
+/// returns the row.
+pub async fn closed_position<F>(
+    d: &Daemon,
+    account: &str,
+    id: &str,
+    timeout: Duration,
+    done: F,
+) -> serde_json::Value
+where
+    F: Fn(&serde_json::Value) -> bool,
+{
+    let path = format!("/positions?account_id={account}&status=closed&limit=100");
+    let find = |b: &serde_json::Value| {
+        b["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["id"] == id).cloned())
+    };
+    let body = d
+        .wait_for(&path, timeout, |b| find(b).is_some_and(|p| done(&p)))
+        .await;
+    find(&body).unwrap_or_default()
+}
+
+/// Whether a `/orders` page holds an order of this type in this status.
+pub fn has_order(orders: &[serde_json::Value], order_type: &str, status: &str) -> bool {
+    orders
+        .iter()
+        .any(|o| o["order_type"] == order_type && o["status"] == status)
+}
