@@ -51,8 +51,6 @@ pub struct Core {
     pub sim: Option<Arc<SimExchange>>,
     /// Why the last reconciliation failed, while it does.
     pub venue_error: Option<String>,
-    /// Whether the user data stream is connected (live accounts).
-    pub stream_up: bool,
     account_id: String,
 }
 
@@ -192,7 +190,6 @@ impl ExecutionActor {
             journal,
             sim,
             venue_error: None,
-            stream_up: false,
             account_id: cfg.id.to_string(),
         };
         Ok(ExecutionActor {
@@ -265,21 +262,10 @@ impl Handler<Stream> for ExecutionActor {
         let core = self.core.clone();
         let fut = async move {
             let mut guard = core.lock().await;
-            let Core {
-                venue,
-                journal,
-                stream_up,
-                ..
-            } = &mut *guard;
+            let Core { venue, journal, .. } = &mut *guard;
             match msg.0 {
-                StreamSignal::Up => {
-                    *stream_up = true;
-                    venue.set_stream_up(true);
-                }
-                StreamSignal::Down(_) => {
-                    *stream_up = false;
-                    venue.set_stream_up(false);
-                }
+                StreamSignal::Up => venue.set_stream_up(true),
+                StreamSignal::Down(_) => venue.set_stream_up(false),
                 StreamSignal::Event(event) => venue.on_user_event(event, journal).await,
             }
         };

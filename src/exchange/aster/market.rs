@@ -299,12 +299,9 @@ impl MarketClient {
         query: &[(&str, &str)],
     ) -> Result<T, VenueError> {
         let body = self.get_bytes(endpoint, query).await?;
-        serde_json::from_slice(&body).map_err(|e| VenueError::Decode {
+        wire::decode_json(&body).map_err(|detail| VenueError::Decode {
             endpoint: endpoint.to_string(),
-            detail: format!(
-                "{e} (body: {})",
-                wire::snippet(&String::from_utf8_lossy(&body))
-            ),
+            detail,
         })
     }
 

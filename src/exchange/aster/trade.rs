@@ -38,10 +38,10 @@ use super::http::{log_retry, retry_wait, Request, Sent, VenueHttp};
 use super::market::{RetryPolicy, TIME};
 use super::sign::{Credentials, SignError};
 use super::trade_wire::{
-    decode, AccountWire, DualSideWire, IncomeWire, ListenKeyWire, OrderWire, PositionRiskWire,
+    AccountWire, DualSideWire, IncomeWire, ListenKeyWire, OrderWire, PositionRiskWire,
     UserTradeWire,
 };
-use super::wire::ServerTimeWire;
+use super::wire::{decode_json, ServerTimeWire};
 
 /// `POST/GET/DELETE /fapi/v1/order`.
 pub const ORDER: &str = "/fapi/v1/order";
@@ -224,7 +224,7 @@ impl TradeClient {
             })
             .await?;
         let after = Utc::now().timestamp_millis();
-        let wire: ServerTimeWire = decode(TIME, &body).map_err(|d| decode_err(TIME, d))?;
+        let wire: ServerTimeWire = decode_json(&body).map_err(|d| decode_err(TIME, d))?;
         let offset = wire.server_time.0.timestamp_millis() - (before + after) / 2;
         self.clock.offset_ms.store(offset, Ordering::Relaxed);
         self.clock.synced.store(true, Ordering::Relaxed);
@@ -329,8 +329,7 @@ impl TradeClient {
         let body = self
             .signed(Method::GET, POSITION_MODE, &[], Repeat::Safe, None)
             .await?;
-        let wire: DualSideWire =
-            decode(POSITION_MODE, &body).map_err(|d| decode_err(POSITION_MODE, d))?;
+        let wire: DualSideWire = decode_json(&body).map_err(|d| decode_err(POSITION_MODE, d))?;
         Ok(wire.dual_side_position)
     }
 
@@ -412,7 +411,7 @@ impl TradeClient {
                 .signed(Method::POST, ORDER, &params, Repeat::Never, Some(coid))
                 .await
                 .and_then(|body| {
-                    decode::<OrderWire>(ORDER, &body)
+                    decode_json::<OrderWire>(&body)
                         .and_then(OrderWire::into_order)
                         .map_err(|detail| VenueError::OutcomeUnknown {
                             endpoint: ORDER.to_string(),
@@ -487,7 +486,7 @@ impl TradeClient {
             .signed(method, ORDER, &params, Repeat::Safe, None)
             .await
         {
-            Ok(body) => decode::<OrderWire>(ORDER, &body)
+            Ok(body) => decode_json::<OrderWire>(&body)
                 .and_then(OrderWire::into_order)
                 .map(Some)
                 .map_err(|d| decode_err(ORDER, d)),
@@ -520,8 +519,7 @@ impl TradeClient {
         let body = self
             .signed(Method::GET, OPEN_ORDERS, &params, Repeat::Safe, None)
             .await?;
-        let wire: Vec<OrderWire> =
-            decode(OPEN_ORDERS, &body).map_err(|d| decode_err(OPEN_ORDERS, d))?;
+        let wire: Vec<OrderWire> = decode_json(&body).map_err(|d| decode_err(OPEN_ORDERS, d))?;
         wire.into_iter()
             .map(OrderWire::into_order)
             .collect::<Result<_, _>>()
@@ -535,7 +533,7 @@ impl TradeClient {
             .signed(Method::GET, POSITION_RISK, &[], Repeat::Safe, None)
             .await?;
         let wire: Vec<PositionRiskWire> =
-            decode(POSITION_RISK, &body).map_err(|d| decode_err(POSITION_RISK, d))?;
+            decode_json(&body).map_err(|d| decode_err(POSITION_RISK, d))?;
         let mut out = Vec::new();
         for p in wire {
             if let Some(p) = p
@@ -553,7 +551,7 @@ impl TradeClient {
         let body = self
             .signed(Method::GET, ACCOUNT, &[], Repeat::Safe, None)
             .await?;
-        let wire: AccountWire = decode(ACCOUNT, &body).map_err(|d| decode_err(ACCOUNT, d))?;
+        let wire: AccountWire = decode_json(&body).map_err(|d| decode_err(ACCOUNT, d))?;
         Ok(wire.into_balance())
     }
 
@@ -596,7 +594,7 @@ impl TradeClient {
             .signed(Method::GET, USER_TRADES, &params, Repeat::Safe, None)
             .await?;
         let wire: Vec<UserTradeWire> =
-            decode(USER_TRADES, &body).map_err(|d| decode_err(USER_TRADES, d))?;
+            decode_json(&body).map_err(|d| decode_err(USER_TRADES, d))?;
         wire.into_iter()
             .map(UserTradeWire::into_trade)
             .collect::<Result<_, _>>()
@@ -615,7 +613,7 @@ impl TradeClient {
         let body = self
             .signed(Method::GET, INCOME, &params, Repeat::Safe, None)
             .await?;
-        let wire: Vec<IncomeWire> = decode(INCOME, &body).map_err(|d| decode_err(INCOME, d))?;
+        let wire: Vec<IncomeWire> = decode_json(&body).map_err(|d| decode_err(INCOME, d))?;
         Ok(wire.into_iter().map(IncomeWire::into_income).collect())
     }
 
@@ -655,8 +653,7 @@ impl TradeClient {
     /// Opens a user data stream and returns its listen key (`POST /fapi/v1/listenKey`).
     pub async fn new_listen_key(&self) -> Result<String, VenueError> {
         let body = self.listen_key_call(Method::POST, None).await?;
-        let wire: ListenKeyWire =
-            decode(LISTEN_KEY, &body).map_err(|d| decode_err(LISTEN_KEY, d))?;
+        let wire: ListenKeyWire = decode_json(&body).map_err(|d| decode_err(LISTEN_KEY, d))?;
         Ok(wire.listen_key)
     }
 

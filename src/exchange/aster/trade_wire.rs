@@ -531,16 +531,6 @@ pub fn user_event(text: &str) -> Result<UserEvent, String> {
     }
 }
 
-/// Parses a JSON body into `T`, or says what was wrong with it.
-pub fn decode<T: serde::de::DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "{endpoint}: {e} (body: {})",
-            snippet(&String::from_utf8_lossy(body))
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,7 +543,7 @@ mod tests {
             "stopPrice":"0","closePosition":false,"symbol":"BTCUSDT","timeInForce":"GTC",
             "type":"MARKET","origType":"MARKET","updateTime":1566818724722,
             "workingType":"CONTRACT_PRICE","priceProtect":false}"#;
-        let o = decode::<OrderWire>("/fapi/v1/order", body)
+        let o = super::super::wire::decode_json::<OrderWire>(body)
             .unwrap()
             .into_order()
             .unwrap();

@@ -38,6 +38,13 @@ pub fn snippet(text: &str) -> String {
     out
 }
 
+/// Parses a JSON body into `T`, or says what was wrong with it (the error and the
+/// start of the body; the caller names the endpoint).
+pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body)
+        .map_err(|e| format!("{e} (body: {})", snippet(&String::from_utf8_lossy(body))))
+}
+
 /// Reads a decimal from raw JSON text: a string (`"12.50"`) or a number literal
 /// (`12.50`, `1e-8`). The number's own digits are parsed, never an `f64`.
 pub fn parse_decimal(raw: &str) -> Result<Decimal, String> {
