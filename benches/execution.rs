@@ -21,17 +21,18 @@
 //!    positions and 200 orders, 5 of the positions with another quantity, is compared
 //!    with the venue (`VIBEX_BENCH_RUNS` = 50 runs): `TradeClient::snapshot()` (account,
 //!    positionRisk and all open orders, concurrently), the pure `reconcile()`, and both.
-//! 3. **`LiveVenue::reconcile`** on the same account: the whole per-cycle
-//!    reconciliation of a live account (snapshot, findings, the 5 corrections recorded
-//!    through the `Journal` to the `Recorder` on a test PostgreSQL, then the fills and
-//!    income polls: one `userTrades` call per symbol, 100 of them, and one `income`),
-//!    each run on a venue restored from the same stored rows so that every run makes
-//!    the same 5 corrections. Recording is fire-and-forget (as in the daemon): the
-//!    database writes run on the Recorder's thread, not inside the timing.
+//! 3. **The engine's reconciliation** on the same account, driven as the ExecutionActor
+//!    drives it (`Core::run(Input::Reconcile)`): the whole per-cycle reconciliation of a
+//!    live account (snapshot, findings, the 5 corrections recorded through the
+//!    `Journal` to the `Recorder` on a test PostgreSQL, then the fills and income polls:
+//!    one `userTrades` call per symbol, 100 of them, and one `income`), each run on an
+//!    engine restored from the same stored book so that every run makes the same 5
+//!    corrections. Recording is fire-and-forget (as in the daemon): the database writes
+//!    run on the Recorder's thread, not inside the timing.
 //!
 //! The client's per-URL request-weight gate is raised for the fake's URL (the bench
 //! would otherwise spend most of its time waiting for the next minute: one
-//! `LiveVenue::reconcile` of 100 symbols weighs ~580 of the default 2400/min).
+//! reconciliation of 100 symbols weighs ~580 of the default 2400/min).
 //!
 //! Run: `cargo bench --bench execution` (release build; a few seconds after it). Knobs:
 //! `VIBEX_BENCH_ORDERS`, `VIBEX_BENCH_RUNS`. Part 3 needs the PostgreSQL server binaries
@@ -57,16 +58,20 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vibex::actors::event_bus::EventBus;
-use vibex::actors::journal::Journal;
+use vibex::actors::execution::journal::Journal;
+use vibex::actors::execution::Core;
 use vibex::actors::recorder::{Flush, Recorder};
 use vibex::db::models::{AccountRow, OrderRow, PositionRow};
 use vibex::db::queries::{self, ExecutionBatch};
+use vibex::domain::orders::{OrderStatus, OrderType};
 use vibex::domain::types::{AccountId, PositionSide, Side, Symbol};
+use vibex::engine::reconcile::{reconcile, Finding, LocalBook, LocalOrder, LocalPosition};
+use vibex::engine::{
+    Engine, EngineConfig, Input, Order, Origin, Outcome, Position, PositionStatus, StoredBook,
+};
 use vibex::exchange::aster::sign::{Credentials, WalletKey};
 use vibex::exchange::aster::trade::TradeClient;
 use vibex::exchange::aster::RetryPolicy;
-use vibex::exchange::live::{LiveVenue, StoredLiveState};
-use vibex::exchange::reconcile::{reconcile, Finding, LocalBook, LocalOrder, LocalPosition};
 use vibex::exchange::venue::{OrderKind, OrderRequest};
 use vibex::secret::Secret;
 
@@ -311,7 +316,7 @@ async fn round_trips_of(
             &mut out.client_market
         };
         let placed = timed(sink, c.place_order(&order)).await.expect("market");
-        assert_eq!(placed.status, "FILLED");
+        assert_eq!(placed.status, OrderStatus::Filled);
 
         // The same order, pre-signed, bare HTTP.
         let order = market(side.opposite(), format!("vx-b-{mode}-r{i}"));
@@ -587,7 +592,7 @@ fn local_book(held: &[Held]) -> LocalBook {
                 .map(|(coid, kind)| LocalOrder {
                     symbol: h.symbol.clone(),
                     client_order_id: coid,
-                    order_type: kind.as_str().to_string(),
+                    order_type: kind.order_type(),
                 })
             })
             .collect(),
@@ -667,16 +672,17 @@ async fn reconciliation(symbols: &[&'static str], runs: usize) {
     live_reconcile(&venue, &c, &held, setup_done, runs).await;
 }
 
-/// Rows as the database would hold them for the bench positions and their orders.
-fn stored_rows(held: &[Held], now: DateTime<Utc>) -> (Vec<PositionRow>, Vec<OrderRow>) {
+/// The book as the database would hold it for the bench positions and their orders.
+fn stored_book(held: &[Held], now: DateTime<Utc>) -> (Vec<Position>, Vec<Order>) {
+    let account = AccountId::new(ACCOUNT);
     let positions = held
         .iter()
         .enumerate()
-        .map(|(i, h)| PositionRow {
+        .map(|(i, h)| Position {
             id: Uuid::now_v7(),
-            account_id: ACCOUNT.into(),
-            symbol: h.symbol.to_string(),
-            side: h.side.as_str().into(),
+            account_id: account.clone(),
+            symbol: h.symbol.clone(),
+            side: h.side,
             quantity: local_quantity(i, h),
             entry_price: h.entry,
             leverage: 20,
@@ -687,38 +693,39 @@ fn stored_rows(held: &[Held], now: DateTime<Utc>) -> (Vec<PositionRow>, Vec<Orde
             mark_price: None,
             unrealized_pnl: Decimal::ZERO,
             realized_pnl: Decimal::ZERO,
-            status: "open".into(),
+            status: PositionStatus::Open,
             opened_at: now,
             closed_at: None,
+            close_reason: None,
             opened_cycle_id: None,
             updated_at: now,
             liquidation_price: None,
-            origin: PositionRow::ORIGIN_VIBEX.into(),
+            origin: Origin::Vibex,
         })
         .collect();
     let orders = held
         .iter()
         .flat_map(|h| {
             [
-                (&h.tp_id, OrderKind::TakeProfitMarket, h.tp),
-                (&h.sl_id, OrderKind::StopMarket, h.sl),
+                (&h.tp_id, OrderType::TakeProfitMarket, h.tp),
+                (&h.sl_id, OrderType::StopMarket, h.sl),
             ]
-            .map(|(coid, kind, stop)| OrderRow {
+            .map(|(coid, order_type, stop)| Order {
                 id: Uuid::now_v7(),
-                account_id: ACCOUNT.into(),
+                account_id: account.clone(),
                 cycle_id: None,
                 decision_id: None,
                 client_order_id: coid.clone(),
                 venue_order_id: None,
-                symbol: h.symbol.to_string(),
-                side: h.side.exit_side().as_str().into(),
-                order_type: kind.as_str().into(),
+                symbol: h.symbol.clone(),
+                side: h.side.exit_side(),
+                order_type,
                 quantity: None,
                 price: None,
                 stop_price: Some(stop),
                 reduce_only: true,
                 close_position: true,
-                status: "NEW".into(),
+                status: OrderStatus::New,
                 filled_quantity: Decimal::ZERO,
                 avg_fill_price: None,
                 reject_reason: None,
@@ -738,7 +745,7 @@ async fn live_reconcile(
     runs: usize,
 ) {
     println!();
-    println!("3. LiveVenue::reconcile of the same account ({runs} runs; ms)");
+    println!("3. The engine's reconciliation of the same account ({runs} runs; ms)");
     let db = match std::panic::catch_unwind(pg::test_db) {
         Ok(db) => db,
         Err(e) => {
@@ -752,14 +759,14 @@ async fn live_reconcile(
         }
     };
     let pool = vibex::db::connect(&db.url, 2).expect("pool");
-    let (positions, orders) = stored_rows(held, setup_done);
+    let (positions, orders) = stored_book(held, setup_done);
     {
         let mut conn = pool.get().expect("connection");
         vibex::db::run_migrations(&mut conn).expect("migrations");
         queries::upsert_account(&mut conn, &account_row()).expect("account row");
         let batch = ExecutionBatch {
-            positions: positions.clone(),
-            orders: orders.clone(),
+            positions: positions.iter().map(PositionRow::from).collect(),
+            orders: orders.iter().map(OrderRow::from).collect(),
             ..ExecutionBatch::default()
         };
         queries::record_execution(&mut conn, &batch).expect("stored rows");
@@ -772,50 +779,58 @@ async fn live_reconcile(
     });
     let bus = EventBus::new(log.clone()).start();
     let account_id = AccountId::new(ACCOUNT);
-    let mut journal = Journal::new(
-        account_id.clone(),
-        bus,
-        recorder.clone(),
-        log.clone(),
-        vec![],
-        vec![],
-    );
     // Steady state: the last fills and income are the ones at setup.
-    let last_fills: Vec<(String, DateTime<Utc>)> = held
+    let last_fills: Vec<(Symbol, DateTime<Utc>)> = held
         .iter()
-        .map(|h| (h.symbol.to_string(), setup_done))
+        .map(|h| (h.symbol.clone(), setup_done))
         .collect();
 
     let requests_before = venue.request_log().len();
     let mut samples = Samples::default();
     let warm = WARM_UP.min(5);
     for i in 0..warm + runs {
-        let mut live = LiveVenue::restore(
-            account_id.clone(),
-            std::sync::Arc::new(c.clone()),
-            20,
-            "CROSSED",
-            StoredLiveState {
-                positions: &positions,
-                working_orders: &orders,
+        let engine = Engine::restore(
+            EngineConfig {
+                account_id: account_id.clone(),
+                leverage: 20,
+                margin_type: "CROSSED".into(),
+                in_process: false,
+            },
+            StoredBook {
+                positions: positions.clone(),
+                working_orders: orders.clone(),
                 plans: HashMap::new(),
-                last_fills: &last_fills,
+                last_fills: last_fills.clone(),
                 last_income: Some(setup_done),
             },
             Utc::now(),
+        );
+        let journal = Journal::new(
+            account_id.clone(),
+            bus.clone(),
+            recorder.clone(),
+            log.clone(),
+            vec![],
+            vec![],
+        );
+        let mut core = Core::new(
+            engine,
+            journal,
+            std::sync::Arc::new(c.clone()),
+            None,
+            recorder.clone(),
             log.clone(),
         );
         let started = Instant::now();
-        live.reconcile(None, &mut journal)
-            .await
-            .expect("reconciliation");
+        let outcome = core.run(Input::Reconcile { cycle: None }, None).await;
         let elapsed = started.elapsed();
+        assert_eq!(outcome, Outcome::Reconciled(Ok(())), "reconciliation");
         if i >= warm {
             samples.push(elapsed);
         }
         if i == 0 {
             // The corrections were made: the book now agrees with the venue.
-            let (view, _) = live.view();
+            let (view, _) = core.engine.view();
             assert_eq!(view.positions.len(), POSITIONS);
             for h in held {
                 let p = view.position(&h.symbol).expect("position kept");
@@ -836,7 +851,7 @@ async fn live_reconcile(
     println!("   {:<44} {:>7} {:>7} {:>7}", "step", "p50", "p99", "mean");
     println!(
         "   {:<44} {:>7} {:>7} {:>7}",
-        "LiveVenue::reconcile",
+        "Core::run(Input::Reconcile)",
         ms(samples.pct(50.0)),
         ms(samples.pct(99.0)),
         ms(samples.mean())

@@ -21,7 +21,10 @@ pub mod config;
 pub mod db;
 /// Pure trading logic: types, indicators, snapshots, paper venue, policies.
 pub mod domain;
-/// Venue clients: AsterDEX public market data; the `Exchange` trait.
+/// The execution engine of one account as values: inputs in, intents, requests and
+/// typed changes out (no actors, no diesel, no clock).
+pub mod engine;
+/// Venues: the `Exchange` trait, AsterDEX's clients, the paper venue.
 pub mod exchange;
 /// The LLM decision engine: client, prompts, reply parsing.
 pub mod llm;

@@ -20,9 +20,13 @@ fn migrations_build_every_table_and_diesel_reads_them() {
     let pool = db::connect(&tdb.url, 2).unwrap();
     let mut conn = pool.get().unwrap();
     let applied = db::run_migrations(&mut conn).unwrap();
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().join("up.sql").is_file()))
+        .count();
     assert_eq!(
         applied.len(),
-        3,
+        shipped,
         "every migration applies on a fresh database: {applied:?}"
     );
     // Running again applies nothing.
@@ -200,8 +204,22 @@ fn the_live_execution_migration_reverts_and_applies_again() {
     assert!(columns(&mut conn, "positions").contains(&"origin".to_string()));
     assert!(!columns(&mut conn, "income_events").is_empty());
 
-    let reverted = conn.revert_last_migration(db::MIGRATIONS).unwrap();
-    assert!(reverted.to_string().ends_with("000003"), "{reverted}");
+    // Revert the later migrations, then the live execution one.
+    let mut reverted = Vec::new();
+    while !reverted
+        .last()
+        .is_some_and(|r: &String| r.ends_with("000003"))
+    {
+        assert!(
+            reverted.len() < 50,
+            "never reached the live execution migration: {reverted:?}"
+        );
+        reverted.push(
+            conn.revert_last_migration(db::MIGRATIONS)
+                .unwrap()
+                .to_string(),
+        );
+    }
     let positions = columns(&mut conn, "positions");
     assert!(!positions.contains(&"origin".to_string()), "{positions:?}");
     assert!(!positions.contains(&"liquidation_price".to_string()));
@@ -212,7 +230,7 @@ fn the_live_execution_migration_reverts_and_applies_again() {
     );
 
     let applied = db::run_migrations(&mut conn).unwrap();
-    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied.len(), reverted.len(), "{applied:?}");
     income_events::table
         .select(IncomeRow::as_select())
         .load(&mut conn)

@@ -15,13 +15,14 @@ use rust_decimal_macros::dec;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
+use vibex::domain::orders::OrderStatus as VenueStatus;
 use vibex::domain::types::{Side, Symbol};
 use vibex::exchange::aster::sign::{Credentials, WalletKey};
 use vibex::exchange::aster::trade::TradeClient;
-use vibex::exchange::aster::trade_wire::UserEvent;
 use vibex::exchange::aster::user_stream::{self, StreamSignal};
 use vibex::exchange::aster::RetryPolicy;
 use vibex::exchange::error::VenueError;
+use vibex::exchange::venue::UserEvent;
 use vibex::exchange::venue::{OrderKind, OrderRequest};
 use vibex::secret::Secret;
 
@@ -196,7 +197,7 @@ async fn protected_long_is_opened_and_closed_by_its_take_profit(desk: Desk) {
         .place_order(&market("BTCUSDT", Side::Buy, dec!(0.010), "vx-lc-entry"))
         .await
         .expect("entry");
-    assert_eq!(entry.status, "FILLED");
+    assert_eq!(entry.status, VenueStatus::Filled);
     assert_eq!(entry.executed_qty, dec!(0.010));
     assert_eq!(entry.avg_price, Some(dec!(60000)));
     let tp = client
@@ -263,7 +264,7 @@ async fn protected_long_is_opened_and_closed_by_its_take_profit(desk: Desk) {
         .await
         .expect("query")
         .expect("the venue knows the TP");
-    assert_eq!(tp_now.status, "FILLED");
+    assert_eq!(tp_now.status, VenueStatus::Filled);
     assert_eq!(tp_now.executed_qty, dec!(0.010));
     assert!(
         venue.balance(*account) > wallet_before,
@@ -312,7 +313,7 @@ async fn an_order_accepted_then_answered_503_is_found_by_its_id_and_not_sent_aga
         .expect("the order is found by its client order id");
 
     assert_eq!(order.client_order_id, "vx-lc-503");
-    assert_eq!(order.status, "FILLED");
+    assert_eq!(order.status, VenueStatus::Filled);
     assert_eq!(order.executed_qty, dec!(0.010));
     assert_eq!(desk.venue.order_count(desk.account, "vx-lc-503"), 1);
     assert_eq!(desk.venue.positions(desk.account)[0].amount, dec!(0.010));
@@ -347,7 +348,7 @@ async fn an_order_whose_answer_stalls_past_the_timeout_is_found_and_not_sent_aga
         started.elapsed()
     );
     assert_eq!(order.client_order_id, "vx-lc-stall");
-    assert_eq!(order.status, "FILLED");
+    assert_eq!(order.status, VenueStatus::Filled);
     assert_eq!(desk.venue.order_count(desk.account, "vx-lc-stall"), 1);
     assert_eq!(desk.venue.positions(desk.account)[0].amount, dec!(0.010));
     assert_eq!(desk.hits("POST", ORDER_PATH), 1, "sent once");
@@ -377,7 +378,7 @@ async fn an_order_the_venue_failed_before_accepting_is_sent_again_once_with_the_
             .expect("placed by the second send");
 
         assert_eq!(order.client_order_id, *coid);
-        assert_eq!(order.status, "FILLED");
+        assert_eq!(order.status, VenueStatus::Filled);
         assert_eq!(desk.venue.order_count(desk.account, coid), 1, "{coid}");
         assert_eq!(
             desk.venue.orders(desk.account).len(),
@@ -742,7 +743,7 @@ async fn fill_arrives(
         StreamSignal::Event(UserEvent::Order {
             order,
             trade: Some(trade),
-        }) if order.client_order_id == coid => Some((order.status.clone(), trade.quantity)),
+        }) if order.client_order_id == coid => Some((order.status, trade.quantity)),
         _ => None,
     })
     .await;

@@ -2,7 +2,6 @@
 //! receive, call domain code, send.
 
 use crate::actors::events::{BusEvent, EventDraft, EventFilter};
-use crate::db::models::{DiaryEntryRow, FillRow, OrderRow};
 use crate::domain::decision::{AccountView, TradeDecision};
 use crate::domain::instrument::SymbolRules;
 use crate::domain::snapshot::MarketSnapshot;
@@ -291,11 +290,11 @@ pub struct ExecutionView {
     /// Last trade per symbol.
     pub last_trades: HashMap<Symbol, DateTime<Utc>>,
     /// Working orders (resting TP/SL).
-    pub open_orders: Vec<OrderRow>,
+    pub open_orders: Vec<crate::engine::Order>,
     /// The newest fills, newest first.
-    pub recent_fills: Vec<FillRow>,
+    pub recent_fills: Vec<crate::engine::Fill>,
     /// The newest diary entries, newest first.
-    pub recent_diary: Vec<DiaryEntryRow>,
+    pub recent_diary: Vec<crate::engine::DiaryEntry>,
     /// Equity at the first valuation of the current UTC day.
     pub day_start_equity: Option<Decimal>,
     /// Why the venue could not be reconciled, when it could not (the cycle is skipped:

@@ -7,8 +7,6 @@ pub mod decision;
 pub mod event_bus;
 pub mod events;
 pub mod execution;
-/// Where an account's execution batches become rows, events and log lines.
-pub mod journal;
 pub mod market_data;
 pub mod messages;
 pub mod recorder;

@@ -84,13 +84,23 @@ pub struct StoredAccount {
     pub llm_cost_today: rust_decimal::Decimal,
     /// Exit plans of the working orders' decisions, by client order id (a live entry
     /// whose answer was lost gets its TP/SL from here).
-    pub plans: std::collections::HashMap<String, crate::exchange::live::EntryPlan>,
+    pub plans: std::collections::HashMap<String, crate::engine::EntryPlan>,
     /// Time of the newest income record.
     pub last_income: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How many recent fills and diary entries an account keeps at hand (prompt context).
 pub const RECENT_HISTORY: i64 = 10;
+
+/// Finds one of an account's orders (a fill of an order no longer in memory).
+#[derive(Message)]
+#[rtype(result = "Result<Option<crate::engine::Order>, String>")]
+pub struct FindOrder {
+    /// The account.
+    pub account_id: String,
+    /// By venue order id or client order id.
+    pub key: crate::engine::StoredOrderKey,
+}
 
 /// Answers once every message sent before it has been written.
 #[derive(Message)]
@@ -298,7 +308,7 @@ impl Handler<LoadAccount> for Recorder {
                 let (tp, sl, words) = by_decision.get(&o.decision_id?)?.clone();
                 Some((
                     o.client_order_id.clone(),
-                    crate::exchange::live::EntryPlan {
+                    crate::engine::EntryPlan {
                         tp_price: tp,
                         sl_price: sl,
                         exit_plan: words,
@@ -319,6 +329,19 @@ impl Handler<LoadAccount> for Recorder {
             plans,
             last_income,
         })
+    }
+}
+
+impl Handler<FindOrder> for Recorder {
+    type Result = Result<Option<crate::engine::Order>, String>;
+    fn handle(&mut self, msg: FindOrder, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.pool.get().map_err(|e| e.to_string())?;
+        let row =
+            queries::find_order(&mut conn, &msg.account_id, &msg.key).map_err(|e| e.to_string())?;
+        row.as_ref()
+            .map(crate::engine::Order::try_from)
+            .transpose()
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -7,6 +7,7 @@
 //! Recorder runs on a `SyncArbiter`, the API calls through `web::block`).
 
 pub mod embedded;
+pub mod mapping;
 pub mod models;
 pub mod queries;
 pub mod schema;

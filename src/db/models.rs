@@ -210,6 +210,8 @@ pub struct PositionRow {
     pub liquidation_price: Option<Decimal>,
     /// [`PositionRow::ORIGIN_VIBEX`] or [`PositionRow::ORIGIN_ADOPTED`].
     pub origin: String,
+    /// Why it closed (`take_profit`, `stop_loss`, `decision`, ...), once closed.
+    pub close_reason: Option<String>,
 }
 
 impl PositionRow {

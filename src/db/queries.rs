@@ -56,6 +56,23 @@ pub fn upsert_account(conn: &mut PgConnection, row: &AccountRow) -> QueryResult<
         .get_result(conn)
 }
 
+/// One of an account's orders, by venue order id or client order id.
+pub fn find_order(
+    conn: &mut PgConnection,
+    account: &str,
+    key: &crate::engine::StoredOrderKey,
+) -> QueryResult<Option<OrderRow>> {
+    let q = orders::table
+        .filter(orders::account_id.eq(account))
+        .select(OrderRow::as_select())
+        .into_boxed();
+    let q = match key {
+        crate::engine::StoredOrderKey::VenueId(id) => q.filter(orders::venue_order_id.eq(id)),
+        crate::engine::StoredOrderKey::ClientId(id) => q.filter(orders::client_order_id.eq(id)),
+    };
+    q.order(orders::updated_at.desc()).first(conn).optional()
+}
+
 /// One account by id.
 pub fn find_account(conn: &mut PgConnection, id: &str) -> QueryResult<Option<AccountRow>> {
     accounts::table

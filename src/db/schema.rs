@@ -169,6 +169,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         liquidation_price -> Nullable<Numeric>,
         origin -> Text,
+        close_reason -> Nullable<Text>,
     }
 }
 

@@ -1,14 +1,12 @@
-//! Venue clients.
+//! Venues: what vibex needs from a futures exchange (the [`venue::Exchange`] trait and its
+//! venue-neutral values), AsterDEX's clients, and the paper venue behind the same trait.
 
-/// AsterDEX (Binance-compatible USDT-M futures) REST.
+/// AsterDEX (Binance-compatible USDT-M futures) REST, signing and user data stream.
 pub mod aster;
 /// Venue errors (transport, timeouts, refusals, rate limits, bans, bad answers).
 pub mod error;
-/// The live AsterDEX venue of one account (orders, user stream, reconciliation).
-pub mod live;
-/// Reconciliation rules: vibex's book against the venue's (venue authoritative).
-pub mod reconcile;
 /// The paper venue as an exchange behind the same trait (simulated account).
 pub mod sim;
-/// Venue-neutral orders, positions, balances, trades and income.
+/// The Exchange trait and venue-neutral orders, positions, balances, trades, income and
+/// user events.
 pub mod venue;

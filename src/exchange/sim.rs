@@ -23,15 +23,14 @@
 //! Invariant: the wallet and positions are the book's; every change of the wallet sets
 //! [`SimExchange::take_wallet_change`] so the engine persists it.
 
-use crate::db::models::{OrderRow, PositionRow};
 use crate::domain::instrument::SymbolRules;
+use crate::domain::orders::{OrderStatus, OrderType};
 use crate::domain::paper::{FillReason, MarketOrder, PaperBook, PaperFill, PaperPosition};
-use crate::domain::types::{PositionSide, Side, Symbol};
-use crate::exchange::aster::trade_wire::UserEvent;
+use crate::domain::types::{PositionSide, Symbol};
 use crate::exchange::error::VenueError;
 use crate::exchange::venue::{
-    Exchange, OrderKind, OrderRequest, VenueBalance, VenueFuture, VenueIncome, VenueOrder,
-    VenuePosition, VenueSnapshot, VenueTrade,
+    Exchange, OrderKind, OrderRequest, UserEvent, VenueBalance, VenueFuture, VenueIncome,
+    VenueOrder, VenuePosition, VenueSnapshot, VenueTrade,
 };
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -139,7 +138,7 @@ impl SimState {
     fn filled(&mut self, coid: &str, fill: &PaperFill) -> Option<VenueOrder> {
         let trade_id = self.id();
         let order = self.orders.get_mut(coid)?;
-        order.status = "FILLED".into();
+        order.status = OrderStatus::Filled;
         order.executed_qty = fill.quantity;
         order.avg_price = Some(fill.price);
         order.update_time = fill.ts;
@@ -185,7 +184,7 @@ impl SimState {
         let level = |kind: OrderKind| {
             self.orders
                 .values()
-                .filter(|o| o.symbol == *symbol && o.is_open() && o.order_type == kind.as_str())
+                .filter(|o| o.symbol == *symbol && o.is_open() && o.order_type == kind.order_type())
                 .filter_map(|o| o.stop_price)
                 .next_back()
         };
@@ -278,9 +277,9 @@ impl SimExchange {
         let fills = s.book.on_price(symbol, mark, ts);
         for fill in fills {
             let kind = match fill.reason {
-                FillReason::TakeProfit => OrderKind::TakeProfitMarket.as_str(),
-                FillReason::StopLoss => OrderKind::StopMarket.as_str(),
-                FillReason::Liquidation => "LIQUIDATION",
+                FillReason::TakeProfit => OrderType::TakeProfitMarket,
+                FillReason::StopLoss => OrderType::StopMarket,
+                FillReason::Liquidation => OrderType::Liquidation,
                 _ => continue,
             };
             let trigger = s
@@ -302,8 +301,8 @@ impl SimExchange {
                             order_id: id.to_string(),
                             client_order_id: coid.clone(),
                             side: fill.side,
-                            order_type: kind.to_string(),
-                            status: "NEW".into(),
+                            order_type: kind.clone(),
+                            status: OrderStatus::New,
                             orig_qty: fill.quantity,
                             executed_qty: Decimal::ZERO,
                             avg_price: None,
@@ -384,7 +383,7 @@ impl SimExchange {
         }
         if let Some(existing) = s.orders.get(&req.client_order_id) {
             // Idempotent: the same id that already executed answers what it did.
-            if existing.status == "FILLED" {
+            if existing.status == OrderStatus::Filled {
                 return Ok(existing.clone());
             }
         }
@@ -395,8 +394,8 @@ impl SimExchange {
             order_id: id.to_string(),
             client_order_id: req.client_order_id.clone(),
             side: req.side,
-            order_type: req.kind.as_str().to_string(),
-            status: "NEW".into(),
+            order_type: req.kind.order_type(),
+            status: OrderStatus::New,
             orig_qty: req.quantity.unwrap_or_default(),
             executed_qty: Decimal::ZERO,
             avg_price: None,
@@ -467,7 +466,7 @@ impl SimExchange {
                 }
                 // One working trigger of each kind per position, like closePosition
                 // orders on the venue.
-                let kind = req.kind.as_str();
+                let kind = req.kind.order_type();
                 let duplicate = s
                     .orders
                     .values()
@@ -496,7 +495,7 @@ impl SimExchange {
         if !order.is_open() || order.symbol != *symbol {
             return None;
         }
-        order.status = "CANCELED".into();
+        order.status = OrderStatus::Canceled;
         order.update_time = Utc::now();
         let order = order.clone();
         let _ = s.sync_protection(symbol);
@@ -620,61 +619,13 @@ impl Exchange for SimExchange {
     }
 }
 
-/// A stored open position as the book holds it.
-pub fn position_from_row(row: &PositionRow) -> Result<PaperPosition, String> {
-    let side = match row.side.as_str() {
-        "long" => PositionSide::Long,
-        "short" => PositionSide::Short,
-        other => return Err(format!("position {}: unknown side {other:?}", row.id)),
-    };
-    let leverage = u32::try_from(row.leverage)
-        .map_err(|_| format!("position {}: leverage {}", row.id, row.leverage))?;
-    Ok(PaperPosition {
-        symbol: Symbol(row.symbol.clone()),
-        side,
-        quantity: row.quantity,
-        entry_price: row.entry_price,
-        leverage,
-        margin: row.margin,
-        tp_price: row.tp_price,
-        sl_price: row.sl_price,
-        opened_at: row.opened_at,
-        realized_pnl: row.realized_pnl,
-    })
-}
-
-/// A stored working order as the venue holds it.
-pub fn order_from_row(row: &OrderRow) -> VenueOrder {
-    VenueOrder {
-        symbol: Symbol(row.symbol.clone()),
-        order_id: row
-            .venue_order_id
-            .clone()
-            .unwrap_or_else(|| row.id.simple().to_string()),
-        client_order_id: row.client_order_id.clone(),
-        side: if row.side == "SELL" {
-            Side::Sell
-        } else {
-            Side::Buy
-        },
-        order_type: row.order_type.clone(),
-        status: row.status.clone(),
-        orig_qty: row.quantity.unwrap_or_default(),
-        executed_qty: row.filled_quantity,
-        avg_price: row.avg_fill_price,
-        stop_price: row.stop_price,
-        reduce_only: row.reduce_only,
-        close_position: row.close_position,
-        update_time: row.updated_at,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! A scripted sequence through the `Exchange` trait, every number computed by hand
     //! (settings: taker fee 5 bps, slippage 2 bps, maintenance margin 0.5 %, leverage
     //! 5, BTC tick 0.1, wallet 10 000).
     use super::*;
+    use crate::domain::types::Side;
     use futures_util::FutureExt;
     use rust_decimal_macros::dec;
 
@@ -745,7 +696,7 @@ mod tests {
             "vx-en-1",
         )))
         .unwrap();
-        assert_eq!(entry.status, "FILLED");
+        assert_eq!(entry.status, OrderStatus::Filled);
         assert_eq!(entry.avg_price, Some(dec!(50010.0)));
         assert_eq!(wallet(&sim), dec!(9997.4995));
         // Margin 5 001 / 5 = 1 000.2.
@@ -865,7 +816,7 @@ mod tests {
         else {
             panic!("a liquidation fill: {events:?}")
         };
-        assert_eq!(liquidation.order_type, "LIQUIDATION");
+        assert_eq!(liquidation.order_type, OrderType::Liquidation);
         assert!(liquidation.client_order_id.starts_with("autoclose-"));
         assert_eq!(trade.price, dec!(60883.4));
         assert_eq!(trade.realized_pnl, dec!(-989.36));

@@ -7,11 +7,14 @@
 //! [`VenuePosition`], [`VenueBalance`], [`VenueTrade`], [`VenueIncome`] (what the venue
 //! says), [`VenueSnapshot`] (all of it at one moment).
 //!
+//! [`UserEvent`] is what a venue says on its own, between requests: AsterDEX's user data
+//! stream, or the paper venue's trigger fills, liquidations and funding.
+//!
 //! Invariants: money, prices and quantities are decimals exactly as the venue sent
 //! them; a position's `amount` is signed (> 0 long, < 0 short, never 0 in a snapshot);
-//! order statuses use the venue's words (`NEW`, `PARTIALLY_FILLED`, `FILLED`,
-//! `CANCELED`, `REJECTED`, `EXPIRED`).
+//! order statuses and types are typed ([`OrderStatus`], [`OrderType`]) from the wire on.
 
+use crate::domain::orders::{OrderStatus, OrderType};
 use crate::domain::types::{PositionSide, Side, Symbol};
 use crate::exchange::error::VenueError;
 use chrono::{DateTime, Utc};
@@ -41,13 +44,12 @@ impl OrderKind {
         }
     }
 
-    /// Parses the venue's spelling.
-    pub fn parse(text: &str) -> Option<OrderKind> {
-        match text {
-            "MARKET" => Some(OrderKind::Market),
-            "STOP_MARKET" => Some(OrderKind::StopMarket),
-            "TAKE_PROFIT_MARKET" => Some(OrderKind::TakeProfitMarket),
-            _ => None,
+    /// The order type an order of this kind has on the venue.
+    pub fn order_type(self) -> OrderType {
+        match self {
+            OrderKind::Market => OrderType::Market,
+            OrderKind::StopMarket => OrderType::StopMarket,
+            OrderKind::TakeProfitMarket => OrderType::TakeProfitMarket,
         }
     }
 
@@ -79,11 +81,6 @@ pub struct OrderRequest {
     pub client_order_id: String,
 }
 
-/// True for statuses of an order still working on the venue.
-pub fn is_open_status(status: &str) -> bool {
-    matches!(status, "NEW" | "PARTIALLY_FILLED")
-}
-
 /// An order as the venue reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VenueOrder {
@@ -95,10 +92,10 @@ pub struct VenueOrder {
     pub client_order_id: String,
     /// BUY or SELL.
     pub side: Side,
-    /// Order type in the venue's words.
-    pub order_type: String,
-    /// Status in the venue's words.
-    pub status: String,
+    /// Order type as placed.
+    pub order_type: OrderType,
+    /// Status.
+    pub status: OrderStatus,
     /// Ordered quantity (0 for a close-position trigger).
     pub orig_qty: Decimal,
     /// Filled quantity.
@@ -118,7 +115,7 @@ pub struct VenueOrder {
 impl VenueOrder {
     /// Still working on the venue.
     pub fn is_open(&self) -> bool {
-        is_open_status(&self.status)
+        self.status.is_working()
     }
 }
 
@@ -237,6 +234,34 @@ pub struct VenueSnapshot {
     pub positions: Vec<VenuePosition>,
     /// Working orders.
     pub open_orders: Vec<VenueOrder>,
+}
+
+/// What a venue says on its own, between requests (the user data stream; the paper
+/// venue's own fills and funding).
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserEvent {
+    /// An order changed; with the execution when it traded.
+    Order {
+        /// The order after the change.
+        order: Box<VenueOrder>,
+        /// The fill, when it traded.
+        trade: Option<Box<VenueTrade>>,
+    },
+    /// Balances and positions changed.
+    Account {
+        /// Why (`ORDER`, `FUNDING_FEE`, ...).
+        reason: String,
+        /// New USDT wallet balance, when in the update.
+        wallet_balance: Option<Decimal>,
+        /// Positions in the update: symbol, signed amount (0 = closed), entry price.
+        positions: Vec<(Symbol, Decimal, Decimal)>,
+    },
+    /// The listen key expired: create a new one and reconnect.
+    ListenKeyExpired,
+    /// A margin call (logged).
+    MarginCall,
+    /// Anything else (ignored).
+    Other(String),
 }
 
 /// A boxed future of a venue call (the trait is object-safe, so an account holds

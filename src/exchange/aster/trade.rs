@@ -429,7 +429,7 @@ impl TradeClient {
             match self.query_order(&order.symbol, coid).await {
                 Ok(Some(found)) => {
                     slog::info!(self.log, "order found on the venue after an unknown outcome";
-                        "client_order_id" => coid, "status" => &found.status);
+                        "client_order_id" => coid, "status" => found.status.as_str());
                     return Ok(found);
                 }
                 Ok(None) if sends < 2 => {

@@ -5,8 +5,11 @@
 //! Invariants: as in [`super::wire`] — money from its text, never `f64`; unknown fields
 //! ignored; every translation error names the endpoint's object (symbol, order id).
 
+use crate::domain::orders::{OrderStatus, OrderType};
 use crate::domain::types::{Side, Symbol};
-use crate::exchange::venue::{VenueBalance, VenueIncome, VenueOrder, VenuePosition, VenueTrade};
+use crate::exchange::venue::{
+    UserEvent, VenueBalance, VenueIncome, VenueOrder, VenuePosition, VenueTrade,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -63,6 +66,10 @@ fn side(text: &str, what: &str) -> Result<Side, String> {
         "SELL" => Ok(Side::Sell),
         other => Err(format!("{what}: side {other:?} is neither BUY nor SELL")),
     }
+}
+
+fn status(text: &str, what: &str) -> Result<OrderStatus, String> {
+    OrderStatus::parse(text).ok_or_else(|| format!("{what}: unknown order status {text:?}"))
 }
 
 fn positive(value: Option<WireDecimal>) -> Option<Decimal> {
@@ -124,8 +131,8 @@ impl OrderWire {
             symbol: Symbol(self.symbol),
             order_id: self.order_id.0,
             client_order_id: self.client_order_id,
-            order_type: self.orig_type.unwrap_or(self.order_type),
-            status: self.status,
+            order_type: OrderType::parse(&self.orig_type.unwrap_or(self.order_type)),
+            status: status(&self.status, &what)?,
             orig_qty: self.orig_qty.map(|q| q.0).unwrap_or_default(),
             executed_qty: self.executed_qty.map(|q| q.0).unwrap_or_default(),
             avg_price: positive(self.avg_price),
@@ -347,33 +354,6 @@ pub struct DualSideWire {
     pub dual_side_position: bool,
 }
 
-/// What one user-data-stream message means.
-#[derive(Clone, Debug, PartialEq)]
-pub enum UserEvent {
-    /// An order changed; with the execution when it traded.
-    Order {
-        /// The order after the change.
-        order: Box<VenueOrder>,
-        /// The fill, for execution type `TRADE`.
-        trade: Option<Box<VenueTrade>>,
-    },
-    /// Balances and positions changed.
-    Account {
-        /// Why (`ORDER`, `FUNDING_FEE`, ...).
-        reason: String,
-        /// New USDT wallet balance, when in the update.
-        wallet_balance: Option<Decimal>,
-        /// Positions in the update (amount 0 = closed).
-        positions: Vec<(Symbol, Decimal, Decimal)>,
-    },
-    /// The listen key expired: create a new one and reconnect.
-    ListenKeyExpired,
-    /// A margin call (logged).
-    MarginCall,
-    /// Anything else (ignored).
-    Other(String),
-}
-
 #[derive(Debug, Deserialize)]
 struct StreamOrderWire {
     s: String,
@@ -470,8 +450,8 @@ pub fn user_event(text: &str) -> Result<UserEvent, String> {
                 order_id: o.i.0.clone(),
                 client_order_id: o.c.clone(),
                 side,
-                order_type: o.ot.clone().unwrap_or_else(|| o.o.clone()),
-                status: o.status.clone(),
+                order_type: OrderType::parse(o.ot.as_deref().unwrap_or(&o.o)),
+                status: status(&o.status, &what)?,
                 orig_qty: o.q.map(|v| v.0).unwrap_or_default(),
                 executed_qty: o.z.map(|v| v.0).unwrap_or_default(),
                 avg_price: positive(o.ap),
@@ -590,7 +570,7 @@ mod tests {
         let UserEvent::Order { order, trade } = user_event(fill).unwrap() else {
             panic!("not an order event")
         };
-        assert_eq!(order.status, "FILLED");
+        assert_eq!(order.status, OrderStatus::Filled);
         assert!(order.close_position);
         let trade = trade.unwrap();
         assert_eq!(trade.id, "1234");

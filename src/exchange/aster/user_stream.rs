@@ -11,7 +11,8 @@
 //! cannot be read is logged and skipped, never fatal.
 
 use crate::exchange::aster::trade::TradeClient;
-use crate::exchange::aster::trade_wire::{user_event, UserEvent};
+use crate::exchange::aster::trade_wire::user_event;
+use crate::exchange::venue::UserEvent;
 use awc::ws;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;

@@ -7,10 +7,10 @@
 //! and orders by symbol), so the same context always renders the same text.
 
 use crate::config::AccountConfig;
-use crate::db::models::{DiaryEntryRow, FillRow, OrderRow};
 use crate::domain::decision::{AccountView, PositionView};
 use crate::domain::snapshot::MarketSnapshot;
 use crate::domain::types::{PositionSide, Symbol};
+use crate::engine::{DiaryEntry, Fill, Order};
 use crate::llm::prompt::format;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -66,12 +66,12 @@ pub struct OrderSummary {
     pub close_position: bool,
 }
 
-impl From<&OrderRow> for OrderSummary {
-    fn from(o: &OrderRow) -> Self {
+impl From<&Order> for OrderSummary {
+    fn from(o: &Order) -> Self {
         OrderSummary {
-            symbol: o.symbol.clone(),
-            side: o.side.clone(),
-            order_type: o.order_type.clone(),
+            symbol: o.symbol.to_string(),
+            side: o.side.as_str().to_string(),
+            order_type: o.order_type.as_str().to_string(),
             quantity: o.quantity,
             stop_price: o.stop_price.or(o.price),
             reduce_only: o.reduce_only,
@@ -97,21 +97,22 @@ pub struct FillSummary {
     pub fee: Decimal,
     /// PnL realized by this fill, USDT.
     pub realized_pnl: Decimal,
-    /// Why it happened (`entry`, `exit`, `tp`, `sl`...).
+    /// Why it happened (`entry`, `close`, `take_profit`, `stop_loss`, `liquidation`,
+    /// `external`).
     pub reason: String,
 }
 
-impl From<&FillRow> for FillSummary {
-    fn from(f: &FillRow) -> Self {
+impl From<&Fill> for FillSummary {
+    fn from(f: &Fill) -> Self {
         FillSummary {
             ts: f.ts,
-            symbol: f.symbol.clone(),
-            side: f.side.clone(),
+            symbol: f.symbol.to_string(),
+            side: f.side.as_str().to_string(),
             quantity: f.quantity,
             price: f.price,
             fee: f.fee,
             realized_pnl: f.realized_pnl,
-            reason: f.reason.clone(),
+            reason: f.reason.as_str().to_string(),
         }
     }
 }
@@ -131,12 +132,12 @@ pub struct DiarySummary {
     pub rationale: String,
 }
 
-impl From<&DiaryEntryRow> for DiarySummary {
-    fn from(d: &DiaryEntryRow) -> Self {
+impl From<&DiaryEntry> for DiarySummary {
+    fn from(d: &DiaryEntry) -> Self {
         DiarySummary {
             ts: d.ts,
-            asset: d.asset.clone(),
-            action: d.action.clone(),
+            asset: d.asset.to_string(),
+            action: d.action.as_str().to_string(),
             allocation_usd: d.allocation_usd,
             rationale: d.rationale.clone().unwrap_or_default(),
         }

@@ -21,6 +21,7 @@
 //! - A position vibex opened with a recorded TP or SL whose protection order is not
 //!   working on the venue: [`Finding::ProtectionMissing`], to place again.
 
+use crate::domain::orders::OrderType;
 use crate::domain::types::{PositionSide, Symbol};
 use crate::exchange::venue::{OrderKind, VenueOrder, VenuePosition, VenueSnapshot};
 use rust_decimal::Decimal;
@@ -56,8 +57,8 @@ pub struct LocalOrder {
     pub symbol: Symbol,
     /// Client order id.
     pub client_order_id: String,
-    /// MARKET / STOP_MARKET / TAKE_PROFIT_MARKET.
-    pub order_type: String,
+    /// As placed.
+    pub order_type: OrderType,
 }
 
 /// What vibex believes.
@@ -160,7 +161,7 @@ impl Finding {
 /// True when `order` is a working trigger of `kind` that protects a `side` position.
 fn protects(order: &VenueOrder, side: PositionSide, kind: OrderKind) -> bool {
     order.is_open()
-        && order.order_type == kind.as_str()
+        && order.order_type == kind.order_type()
         && order.side == side.exit_side()
         && (order.close_position || order.reduce_only)
 }
@@ -319,8 +320,8 @@ mod tests {
             order_id: "1".into(),
             client_order_id: coid.into(),
             side,
-            order_type: kind.as_str().into(),
-            status: "NEW".into(),
+            order_type: kind.order_type(),
+            status: crate::domain::orders::OrderStatus::New,
             orig_qty: Decimal::ZERO,
             executed_qty: Decimal::ZERO,
             avg_price: None,
@@ -369,7 +370,7 @@ mod tests {
                 .map(|c| LocalOrder {
                     symbol: sym("BTCUSDT"),
                     client_order_id: (*c).into(),
-                    order_type: String::new(),
+                    order_type: OrderType::Market,
                 })
                 .collect(),
             ..local
@@ -384,7 +385,7 @@ mod tests {
             open_orders: vec![LocalOrder {
                 symbol: sym("BTCUSDT"),
                 client_order_id: "vx-s-1".into(),
-                order_type: "STOP_MARKET".into(),
+                order_type: OrderType::StopMarket,
             }],
         };
         let venue = VenueSnapshot {
@@ -479,7 +480,7 @@ mod tests {
             open_orders: vec![LocalOrder {
                 symbol: sym("BTCUSDT"),
                 client_order_id: "vx-e-1".into(),
-                order_type: "MARKET".into(),
+                order_type: OrderType::Market,
             }],
         };
         let f = reconcile(&local, &VenueSnapshot::default());
