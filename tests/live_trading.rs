@@ -219,20 +219,36 @@ async fn live_accounts_open_protected_positions_and_a_take_profit_closes_one() {
         .await;
     assert!(dec(&closed["realized_pnl"]) > Decimal::ZERO, "{closed}");
 
-    let (_, orders) = d.get("/orders?account_id=hmac&limit=50").await;
+    // The rows follow the exchange: wait for exactly what the user should see.
+    let orders = d
+        .wait_for(
+            "/orders?account_id=hmac&limit=50",
+            Duration::from_secs(20),
+            |b| {
+                let orders = b["items"].as_array().cloned().unwrap_or_default();
+                has_order(&orders, "MARKET", "FILLED")
+                    && has_order(&orders, "TAKE_PROFIT_MARKET", "FILLED")
+                    && has_order(&orders, "STOP_MARKET", "CANCELED")
+            },
+        )
+        .await;
     let orders = orders["items"].as_array().unwrap().clone();
-    let has = |t: &str, s: &str| has_order(&orders, t, s);
-    assert!(has("MARKET", "FILLED"), "{orders:?}");
-    assert!(has("TAKE_PROFIT_MARKET", "FILLED"), "{orders:?}");
-    assert!(has("STOP_MARKET", "CANCELED"), "{orders:?}");
-    let (_, trades) = d.get("/trades?account_id=hmac").await;
-    let trades = trades["items"].as_array().unwrap().clone();
     assert!(
-        trades
+        orders
             .iter()
-            .any(|t| t["reason"] == "take_profit" && t["venue_trade_id"].is_string()),
-        "{trades:?}"
+            .any(|o| o["client_order_id"] == hmac_sl.as_str() && o["status"] == "CANCELED"),
+        "the position's own stop-loss is the one cancelled: {orders:?}"
     );
+    let trades = d
+        .wait_for("/trades?account_id=hmac", Duration::from_secs(20), |b| {
+            b["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|t| t["reason"] == "take_profit" && t["venue_trade_id"].is_string())
+            })
+        })
+        .await;
+    let trades = trades["items"].as_array().unwrap().clone();
     let mut ids: Vec<&str> = trades
         .iter()
         .filter_map(|t| t["venue_trade_id"].as_str())
@@ -521,4 +537,130 @@ async fn an_account_in_hedge_mode_is_refused_with_a_clear_message() {
     assert_eq!(venue.orders(acct).len(), 0);
     let (_, status) = d.get("/accounts/hedged/status").await;
     assert_eq!(status["cycles_completed"], 0, "{status}");
+}
+
+/// Every take-profit fill the venue made for `acct`, by venue trade id, with its
+/// client order id.
+fn take_profit_fills(venue: &FakeVenue, acct: FakeAccountId) -> Vec<(String, String)> {
+    let orders = venue.orders(acct);
+    venue
+        .trades(acct)
+        .into_iter()
+        .filter_map(|t| {
+            let order = orders.iter().find(|o| o.order_id == t.order_id)?;
+            order
+                .client_order_id
+                .starts_with("vx-tp-")
+                .then(|| (t.id.to_string(), order.client_order_id.clone()))
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn take_profits_learned_without_the_user_stream_keep_their_orders_and_reasons() {
+    let venue = FakeVenue::start();
+    // The listen keys work, the user-data WebSocket does not: vibex learns of fills
+    // only by reconciliation (`userTrades` carries the order id, never a client id).
+    venue.refuse_user_streams(true);
+    let hmac = venue.add_hmac_account(HMAC_KEY, HMAC_SECRET, Decimal::from(10_000));
+    let wallet = venue.add_wallet_account(WALLET_USER, WALLET_SIGNER, Decimal::from(10_000));
+    let db = common::pg::test_db();
+    let yaml = format!(
+        "accounts:{}{}",
+        hmac_account("hmac", &venue),
+        wallet_account("wallet", &venue)
+    );
+    let d = Daemon::start(&yaml, Some(&db.url), ENV);
+    let position = common::daemon::open_btc_long(&d, &venue, "hmac").await;
+    common::daemon::open_btc_long(&d, &venue, "wallet").await;
+    for acct in [hmac, wallet] {
+        until(&d, "TP and SL on the exchange", 20, || {
+            venue.open_orders(acct).len() == 2
+        })
+        .await;
+    }
+    assert!(
+        venue.user_streams_refused() > 0,
+        "the daemon tried the stream"
+    );
+    assert_eq!(venue.user_stream_count(hmac), 0);
+    let (_, tp, _) = protected_long(&venue, hmac);
+    let stop_loss = venue
+        .open_orders(hmac)
+        .into_iter()
+        .find(|o| o.order_type == OrderType::StopMarket)
+        .map(|o| o.client_order_id)
+        .expect("a stop-loss");
+
+    // The mark rises through both accounts' take-profits.
+    venue.set_price(
+        "BTCUSDT",
+        (tp * Decimal::from_str("1.01").unwrap()).round_dp(1),
+    );
+    until(&d, "the take-profits fired on the exchange", 20, || {
+        !take_profit_fills(&venue, hmac).is_empty() && !take_profit_fills(&venue, wallet).is_empty()
+    })
+    .await;
+
+    // /positions: the long is closed by its take-profit, not "closed on the venue".
+    let id = position["id"].as_str().unwrap();
+    let closed = common::daemon::closed_position(&d, "hmac", id, Duration::from_secs(20), |p| {
+        !p["close_reason"].is_null()
+    })
+    .await;
+    assert_eq!(closed["close_reason"], "take_profit", "{closed}");
+    // Its stop-loss was cancelled on the exchange.
+    until(&d, "the stop-loss cancelled on the exchange", 20, || {
+        venue
+            .orders(hmac)
+            .iter()
+            .any(|o| o.client_order_id == stop_loss && o.status == OrderStatus::Canceled)
+    })
+    .await;
+
+    // /trades: every take-profit fill the exchange made so far is there as a
+    // take-profit, linked to its order (the policy may enter again meanwhile; later
+    // fills are not waited for).
+    for (acct, name) in [(hmac, "hmac"), (wallet, "wallet")] {
+        let expected = take_profit_fills(&venue, acct);
+        let path = format!("/trades?account_id={name}&limit=500");
+        let trades = d
+            .wait_for(&path, Duration::from_secs(20), |b| {
+                let items = b["items"].as_array().cloned().unwrap_or_default();
+                expected.iter().all(|(trade, _)| {
+                    items.iter().any(|t| {
+                        t["venue_trade_id"] == trade.as_str() && t["reason"] == "take_profit"
+                    })
+                })
+            })
+            .await;
+        for (trade, coid) in &expected {
+            let row = trades["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["venue_trade_id"] == trade.as_str())
+                .unwrap();
+            assert_eq!(row["client_order_id"], coid.as_str(), "{row}");
+            assert!(row["order_id"].is_string(), "linked to its order: {row}");
+            assert!(
+                row["cycle_id"].is_string(),
+                "and to its decision's cycle: {row}"
+            );
+        }
+        let external: Vec<_> = trades["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["reason"] == "external")
+            .collect();
+        assert!(
+            external.is_empty(),
+            "{name}: vibex's own fills shown as someone else's: {external:?}"
+        );
+    }
+    assert!(
+        !d.log_file("trading.log").contains("recorded as external"),
+        "no fill fell back to external"
+    );
 }

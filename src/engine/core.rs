@@ -22,9 +22,19 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use uuid::Uuid;
 
-/// Every how many reconciliations a live account with its user stream up reads every
-/// open order and polls fills and income.
+/// Every how many reconciliations every working order is read and income is polled.
 pub const FULL_EVERY: u64 = 10;
+
+/// How much a reconciliation reads (see `reconciling.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Depth {
+    /// Every working order, then fills and income.
+    Full,
+    /// The traded symbols' working orders, then their fills (the user stream is down).
+    Fills,
+    /// The traded symbols' working orders (the user stream delivers fills).
+    Light,
+}
 /// How many finished orders are kept for late fills (the database has them all).
 const FINISHED_ORDERS: usize = 500;
 /// How many trade and income ids are remembered for de-duplication in memory (the
@@ -98,6 +108,7 @@ pub(crate) enum Step {
     },
     PollFills {
         cycle: Option<CycleId>,
+        depth: Depth,
     },
     ExecuteDecision(Box<ExecuteCtx>),
     OpenEntry(Box<ExecuteCtx>),
@@ -166,7 +177,7 @@ pub(crate) enum Then {
     },
     Snapshot {
         cycle: Option<CycleId>,
-        full: bool,
+        depth: Depth,
     },
     Settled {
         symbol: Symbol,
@@ -193,8 +204,10 @@ pub(crate) enum Then {
     Income {
         cycle: Option<CycleId>,
     },
+    /// The fills waiting for the stored order of `key`.
     Lookup {
-        trade: Box<VenueTrade>,
+        key: StoredOrderKey,
+        trades: Vec<VenueTrade>,
     },
 }
 
@@ -599,6 +612,19 @@ impl Engine {
         fx.requests.push((id, request));
     }
 
+    /// Adds `trade` to the lookup already asked for `key`, if there is one.
+    pub(crate) fn join_lookup(&mut self, key: &StoredOrderKey, trade: &VenueTrade) -> bool {
+        for p in self.pending.values_mut() {
+            if let Then::Lookup { key: k, trades } = &mut p.then {
+                if k == key {
+                    trades.push(trade.clone());
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Puts `steps` at the front of the job's queue, in this order (they run next).
     pub(crate) fn next(&mut self, job: JobId, steps: Vec<Step>) {
         if let Some(j) = self.jobs.get_mut(&job) {
@@ -640,7 +666,7 @@ impl Engine {
                 finding,
             } => self.settle(job, symbol, coid, cycle, finding, fx),
             Step::ApplyFinding { cycle, finding } => self.apply_finding(job, cycle, finding, fx),
-            Step::PollFills { cycle } => self.poll_fills(job, cycle, fx),
+            Step::PollFills { cycle, depth } => self.poll_fills(job, cycle, depth, fx),
             Step::ExecuteDecision(ctx) => self.execute_decision(job, ctx),
             Step::OpenEntry(ctx) => self.open_entry(job, ctx, fx),
             Step::Diary(ctx) => self.diary(job, &ctx, fx),
@@ -711,7 +737,7 @@ impl Engine {
             },
             Then::MarginType { symbol } => self.margin_type_set(job, symbol, result, fx),
             Then::Leverage { symbol } => self.leverage_set(job, symbol, result, fx),
-            Then::Snapshot { cycle, full } => self.on_snapshot(job, cycle, full, result),
+            Then::Snapshot { cycle, depth } => self.on_snapshot(job, cycle, depth, result),
             Then::Settled {
                 symbol,
                 coid,
@@ -733,7 +759,7 @@ impl Engine {
             Then::Placed { coid, purpose } => self.on_placed(job, &coid, purpose, result, fx),
             Then::Trades => self.on_trades(job, result, fx),
             Then::Income { cycle } => self.on_income(job, cycle, result, fx),
-            Then::Lookup { trade } => self.on_lookup(job, *trade, result, fx),
+            Then::Lookup { trades, .. } => self.on_lookup(job, trades, result, fx),
         }
     }
 

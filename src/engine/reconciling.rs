@@ -8,11 +8,18 @@
 //!    entry explains a position vibex would otherwise adopt.
 //! 2. The other findings, each skipped when step 1 made it moot (a position already
 //!    closed, an orphan already cancelled).
-//! 3. Fills and income since the last ones (a full reconciliation only).
+//! 3. Fills since the last ones (unless the user stream delivers them), and income (a
+//!    full reconciliation only).
+//!
+//! How deep a reconciliation reads ([`Depth`]): everything at start and every
+//! [`FULL_EVERY`]th time; otherwise the working orders of the symbols vibex trades or
+//! holds, plus their fills while the user stream is down (it is the only other way
+//! fills arrive). That keeps a live account's request weight per cycle small even
+//! while its stream is down.
 
 use crate::domain::orders::{OrderStatus, OrderType};
 use crate::domain::types::{CycleId, PositionSide, Side, Symbol};
-use crate::engine::core::{Engine, Step, Then};
+use crate::engine::core::{Depth, Engine, Step, Then, FULL_EVERY};
 use crate::engine::io::*;
 use crate::engine::model::*;
 use crate::engine::orders::{looked_up, protection_steps};
@@ -50,13 +57,17 @@ impl Engine {
         }
     }
 
-    /// Reads the venue. A full read (every working order) at start, every
-    /// [`crate::engine::core::FULL_EVERY`]th time, and whenever the user stream is down;
-    /// otherwise only the working orders of the symbols vibex trades or holds.
+    /// Reads the venue, as deep as [`Depth`] says (see the module docs).
     pub(crate) fn read_venue(&mut self, job: JobId, cycle: Option<CycleId>, fx: &mut Effects) {
-        let full = !self.stream_up || self.reconciles % crate::engine::core::FULL_EVERY == 0;
+        let depth = if self.reconciles % FULL_EVERY == 0 {
+            Depth::Full
+        } else if self.stream_up {
+            Depth::Light
+        } else {
+            Depth::Fills
+        };
         self.reconciles += 1;
-        let request = if full {
+        let request = if depth == Depth::Full {
             Request::Snapshot
         } else {
             let mut symbols: Vec<Symbol> = self.rules.keys().cloned().collect();
@@ -73,14 +84,14 @@ impl Engine {
             symbols.sort();
             Request::SnapshotOf(symbols)
         };
-        self.ask(job, request, Then::Snapshot { cycle, full }, fx);
+        self.ask(job, request, Then::Snapshot { cycle, depth }, fx);
     }
 
     pub(crate) fn on_snapshot(
         &mut self,
         job: JobId,
         cycle: Option<CycleId>,
-        full: bool,
+        depth: Depth,
         result: Result<Reply, VenueError>,
     ) {
         let snap = match result {
@@ -132,8 +143,8 @@ impl Engine {
         }
         let mut steps = settle;
         steps.extend(rest);
-        if full {
-            steps.push(Step::PollFills { cycle });
+        if depth != Depth::Light {
+            steps.push(Step::PollFills { cycle, depth });
         }
         self.next(job, steps);
     }
@@ -423,9 +434,15 @@ impl Engine {
         fx.changes.positions.push(position);
     }
 
-    /// Asks for the fills of every symbol vibex trades, holds or has orders on, and the
-    /// income, since the last ones it holds.
-    pub(crate) fn poll_fills(&mut self, job: JobId, cycle: Option<CycleId>, fx: &mut Effects) {
+    /// Asks for the fills of every symbol vibex trades, holds or has orders on since the
+    /// last ones it holds; and, in a full reconciliation, the income.
+    pub(crate) fn poll_fills(
+        &mut self,
+        job: JobId,
+        cycle: Option<CycleId>,
+        depth: Depth,
+        fx: &mut Effects,
+    ) {
         let mut symbols: Vec<Symbol> = self.positions.keys().cloned().collect();
         for s in self
             .closed
@@ -443,8 +460,10 @@ impl Engine {
         for symbol in symbols {
             self.ask(job, Request::UserTrades { symbol, since }, Then::Trades, fx);
         }
-        let since = self.income_since;
-        self.ask(job, Request::Income { since }, Then::Income { cycle }, fx);
+        if depth == Depth::Full {
+            let since = self.income_since;
+            self.ask(job, Request::Income { since }, Then::Income { cycle }, fx);
+        }
     }
 
     pub(crate) fn on_trades(

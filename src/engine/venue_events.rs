@@ -132,10 +132,17 @@ impl Engine {
         } else {
             StoredOrderKey::ClientId(coid)
         };
+        // One lookup per order: more fills of it wait for the same answer.
+        if self.join_lookup(&key, &t) {
+            return;
+        }
         self.ask(
             job,
-            Request::StoredOrder(key),
-            Then::Lookup { trade: Box::new(t) },
+            Request::StoredOrder(key.clone()),
+            Then::Lookup {
+                key,
+                trades: vec![t],
+            },
             fx,
         );
     }
@@ -144,7 +151,7 @@ impl Engine {
     pub(crate) fn on_lookup(
         &mut self,
         _job: JobId,
-        t: VenueTrade,
+        trades: Vec<VenueTrade>,
         result: Result<Reply, VenueError>,
         fx: &mut Effects,
     ) {
@@ -160,19 +167,34 @@ impl Engine {
             Err(e) => {
                 fx.notices.push(Notice::warning(
                     "could not look the order of a fill up",
-                    vec![("venue_trade_id", t.id.clone()), ("error", e.to_string())],
+                    vec![
+                        (
+                            "venue_order_id",
+                            trades
+                                .first()
+                                .map(|t| t.order_id.clone())
+                                .unwrap_or_default(),
+                        ),
+                        ("error", e.to_string()),
+                    ],
                 ));
                 None
             }
         };
-        match found {
-            Some(order) => {
-                // Keep it at hand: more fills of the same order may follow.
-                if !self.orders.contains_key(&order.client_order_id) {
-                    self.finish_order(order.clone());
-                }
-                self.record_fill(&t, Some(&order), fx);
+        if let Some(order) = &found {
+            // Keep it at hand: more fills of the same order may follow.
+            if !self.orders.contains_key(&order.client_order_id) {
+                self.finish_order(order.clone());
             }
+        }
+        for t in trades {
+            self.attribute_looked_up(&t, found.as_ref(), fx);
+        }
+    }
+
+    fn attribute_looked_up(&mut self, t: &VenueTrade, found: Option<&Order>, fx: &mut Effects) {
+        match found {
+            Some(order) => self.record_fill(t, Some(order), fx),
             None => {
                 fx.notices.push(Notice::warning(
                     "a fill matches no order vibex placed; recorded as external",
@@ -186,7 +208,7 @@ impl Engine {
                         ),
                     ],
                 ));
-                self.record_fill(&t, None, fx);
+                self.record_fill(t, None, fx);
             }
         }
     }

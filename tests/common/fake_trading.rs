@@ -15,7 +15,8 @@
 //! [`FakeVenue::open_position_by_hand`], [`FakeVenue::place_order_by_hand`],
 //! [`FakeVenue::charge_funding`], [`FakeVenue::set_taker_fee`],
 //! [`FakeVenue::set_hedge_mode`], [`FakeVenue::drop_user_streams`],
-//! [`FakeVenue::expire_listen_keys`], [`FakeVenue::user_stream_count`]; faults:
+//! [`FakeVenue::expire_listen_keys`], [`FakeVenue::refuse_user_streams`],
+//! [`FakeVenue::user_stream_count`]; faults:
 //! [`FakeVenue::inject`] with [`Fault`], [`FakeVenue::hold_order_replies`],
 //! [`FakeVenue::accepted_while_held`] (in `fake_venue.rs`, next to the clock and
 //! [`FakeVenue::set_clock_offset_ms`]).
@@ -944,6 +945,10 @@ pub(super) struct Exchange {
     /// Order replies are being held ([`FakeVenue::hold_order_replies`]).
     pub holding: bool,
     pub accepted_while_held: usize,
+    /// User-stream upgrades are refused ([`FakeVenue::refuse_user_streams`]).
+    refusing_streams: bool,
+    /// Upgrades refused so far.
+    streams_refused: usize,
 }
 
 impl Default for Exchange {
@@ -957,6 +962,8 @@ impl Default for Exchange {
             subscribers: Vec::new(),
             holding: false,
             accepted_while_held: 0,
+            refusing_streams: false,
+            streams_refused: 0,
         }
     }
 }
@@ -2283,6 +2290,15 @@ pub(super) async fn user_stream(
 ) -> HttpResponse {
     let key = key.into_inner();
     let now = shared.now();
+    {
+        let mut exchange = shared.trading();
+        if exchange.refusing_streams {
+            // The stream's host is unreachable from the client's point of view: the
+            // listen key works, the WebSocket does not.
+            exchange.streams_refused += 1;
+            return HttpResponse::ServiceUnavailable().finish();
+        }
+    }
     let Some(account) = shared.trading().account_for_key(&key, now) else {
         let reply = code_reply(-1125);
         return HttpResponse::BadRequest()
@@ -2569,6 +2585,22 @@ impl FakeVenue {
     /// notice and reconnect.
     pub fn drop_user_streams(&self) {
         self.shared().trading().hang_up(|_| true);
+    }
+
+    /// While `refuse` holds, every user-stream WebSocket is closed and new ones are
+    /// refused (503), listen keys keep working: the client learns of fills and order
+    /// changes only by polling (reconciliation).
+    pub fn refuse_user_streams(&self, refuse: bool) {
+        let mut exchange = self.shared().trading();
+        exchange.refusing_streams = refuse;
+        if refuse {
+            exchange.hang_up(|_| true);
+        }
+    }
+
+    /// How many user-stream upgrades were refused.
+    pub fn user_streams_refused(&self) -> usize {
+        self.shared().trading().streams_refused
     }
 
     /// Expires every listen key: each stream gets `listenKeyExpired` and is closed; the
