@@ -18,6 +18,7 @@ use crate::actors::execution::ExecutionActor;
 use crate::actors::market_data::MarketDataHub;
 use crate::actors::messages::*;
 use crate::actors::recorder::{LoadAccount, RecordAccountStatus, Recorder};
+use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, LlmGlobalSettings};
 use crate::domain::policy::BuiltinPolicy;
 use crate::domain::types::{Asset, CycleId, Symbol};
@@ -72,6 +73,8 @@ pub struct Account {
     cycles_completed: u64,
     cycles_skipped: u64,
     cycles_failed: u64,
+    /// The tree of this account (the Account, its DecisionActor and ExecutionActor).
+    tree: TreeGuard,
     last_cycle: Option<CycleSummary>,
     last_error: Option<String>,
     restarts: u32,
@@ -109,12 +112,20 @@ impl Account {
             cycles_completed: 0,
             cycles_skipped: 0,
             cycles_failed: 0,
+            tree: Tree::new().guard(),
             last_cycle: None,
             last_error: None,
             restarts,
             startup_retries: 0,
             started_at: None,
         }
+    }
+
+    /// Makes the account the root of `tree`: its children join it, and the whole tree
+    /// stops when any member ends.
+    pub fn in_tree(mut self, tree: &Tree) -> Self {
+        self.tree = tree.guard();
+        self
     }
 
     fn publish(&self, kind: &'static str, cycle: Option<CycleId>, data: serde_json::Value) {
@@ -328,6 +339,7 @@ impl Actor for Account {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.tree.tree().clone().watch(self, ctx);
         self.started_at = Some(Utc::now());
         info!(self.log, "account starting"; "mode" => self.cfg.mode.as_str(),
             "llm_model" => &self.cfg.llm_model, "interval" => &self.cfg.interval.label,
@@ -356,7 +368,7 @@ impl Actor for Account {
                 act.recorder.clone(),
                 &act.log,
             ) {
-                Ok(e) => e.start(),
+                Ok(e) => e.in_tree(act.tree.tree()).start(),
                 Err(e) => {
                     error!(act.log, "stored paper state is inconsistent"; "error" => e);
                     ctx.stop();
@@ -392,6 +404,7 @@ impl Actor for Account {
                     act.recorder.clone(),
                     &act.llm_log,
                 )
+                .in_tree(act.tree.tree())
                 .start(),
             );
             act.set_state("active");
@@ -404,6 +417,17 @@ impl Actor for Account {
     fn stopped(&mut self, _: &mut Self::Context) {
         for (_, hub) in &self.hubs {
             hub.do_send(UnwatchSymbol(self.cfg.id.clone()));
+        }
+        if let Some(cycle) = self.in_flight.take() {
+            // The tree went down under a cycle (a member crashed): it failed.
+            let reason = "the account's actor tree stopped during the cycle (a member crashed)";
+            error!(self.log, "cycle failed"; "cycle_id" => cycle.to_string(), "reason" => reason);
+            self.publish(
+                "cycle_failed",
+                Some(cycle),
+                serde_json::json!({"reason": reason}),
+            );
+            self.last_error = Some(reason.to_string());
         }
         if self.state != "stopped" {
             self.publish(

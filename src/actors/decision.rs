@@ -19,6 +19,7 @@ use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::*;
 use crate::actors::recorder::{RecordDecisions, RecordInteraction, Recorder};
+use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, LlmGlobalSettings, ModelPrice, StructuredOutput};
 use crate::db::models::{DecisionRow, LlmInteractionRow};
 use crate::domain::decision::{DecisionContext, TradeDecision};
@@ -128,6 +129,8 @@ pub struct DecisionActor {
     bus: Addr<EventBus>,
     recorder: Addr<Recorder>,
     log: Logger,
+    /// The account tree this actor belongs to (it stops with the tree).
+    tree: Option<TreeGuard>,
 }
 
 /// Everything known about one cycle's answer before risk rules.
@@ -167,6 +170,7 @@ impl DecisionActor {
             calls: 0,
             failed_calls: 0,
             log: log.new(slog::o!("component" => "decision", "account_id" => cfg.id.to_string())),
+            tree: None,
             cfg,
             bus,
             recorder,
@@ -563,8 +567,23 @@ fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
+impl DecisionActor {
+    /// Makes the actor a member of `tree`: it stops when any member of the tree ends,
+    /// and its own end (a stop or a panic) ends the tree.
+    pub fn in_tree(mut self, tree: &Tree) -> Self {
+        self.tree = Some(tree.guard());
+        self
+    }
+}
+
 impl Actor for DecisionActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(guard) = &self.tree {
+            guard.tree().clone().watch(self, ctx);
+        }
+    }
 }
 
 impl Handler<Decide> for DecisionActor {

@@ -23,6 +23,7 @@ use crate::domain::snapshot::{MarketSnapshot, SnapshotInput};
 use crate::domain::types::{AccountId, Candle, Symbol};
 use crate::exchange::aster::MarketClient;
 use actix::prelude::*;
+use actix::WeakRecipient;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use slog::{debug, info, warn, Logger};
@@ -44,7 +45,9 @@ pub struct MarketDataHub {
     symbol: Symbol,
     client: Arc<MarketClient>,
     settings: MarketDataSettings,
-    watchers: HashMap<AccountId, (Duration, Recipient<PriceTick>)>,
+    /// Watching accounts: their interval and a weak address (a hub never keeps a
+    /// stopped account's ExecutionActor alive; a gone one is dropped at the next tick).
+    watchers: HashMap<AccountId, (Duration, WeakRecipient<PriceTick>)>,
     latest: Option<Arc<MarketSnapshot>>,
     rules: Option<SymbolRules>,
     rules_at: Option<Instant>,
@@ -283,8 +286,16 @@ impl MarketDataHub {
             next_funding_time: snapshot.next_funding_time,
             ts: now,
         };
-        for (_, ticks) in self.watchers.values() {
-            ticks.do_send(tick.clone());
+        let before = self.watchers.len();
+        self.watchers.retain(|_, (_, ticks)| match ticks.upgrade() {
+            Some(recipient) => {
+                recipient.do_send(tick.clone());
+                true
+            }
+            None => false,
+        });
+        if self.watchers.len() != before {
+            self.status.watchers = self.watchers.len();
         }
         let data = serde_json::to_value(&*snapshot).unwrap_or_default();
         self.bus.do_send(Publish(EventDraft {
@@ -368,7 +379,7 @@ impl Handler<WatchSymbol> for MarketDataHub {
 
     fn handle(&mut self, msg: WatchSymbol, ctx: &mut Self::Context) {
         self.watchers
-            .insert(msg.account_id, (msg.interval, msg.ticks));
+            .insert(msg.account_id, (msg.interval, msg.ticks.downgrade()));
         self.status.watchers = self.watchers.len();
         self.reschedule(ctx);
     }

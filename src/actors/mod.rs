@@ -11,3 +11,4 @@ pub mod market_data;
 pub mod messages;
 pub mod recorder;
 pub mod supervisor;
+pub mod tree;

@@ -1,13 +1,17 @@
 //! Supervisor: the root actor. It builds the topology — one MarketDataHub per venue and
-//! symbol (shared by the accounts that trade it), one Account tree per account on its
-//! own arbiter (thread) — watches the accounts, and restarts a crashed one with
-//! exponential backoff while the others keep trading.
+//! symbol (shared by the accounts that trade it), one Account tree per account — on a
+//! fixed pool of arbiters (`runtime.arbiters`, default the number of cores: threads and
+//! file descriptors do not grow with the accounts), watches the accounts, and restarts
+//! a crashed one with exponential backoff while the others keep trading.
 //!
-//! Invariants: a crashed account tree is torn down completely (its arbiter is stopped)
-//! before a new one starts, so no stale child keeps acting; restarts reload the state
-//! from the database; shutdown first stops the hubs (no new snapshots or price ticks),
-//! then drains every account (no new cycles, in-flight cycles and queued ticks finish)
-//! within the deadline, so that nothing reaches the Recorder after its final flush.
+//! Invariants: hubs and accounts are spread over the pool round-robin, and an account
+//! keeps its arbiter across restarts; a crashed account tree is torn down completely
+//! the moment the crash is noticed (its [`Tree`] is cancelled: every member stops and
+//! every future it spawned is dropped), long before the new one starts after the
+//! backoff; restarts reload the state from the database; shutdown first stops the hubs
+//! (`StopPolling`: no new snapshots or price ticks), then drains every account (no new
+//! cycles, in-flight cycles and queued ticks finish) within the deadline, so that
+//! nothing reaches the Recorder after its final flush.
 
 use crate::actors::account::{Account, SharedSettings};
 use crate::actors::event_bus::EventBus;
@@ -15,6 +19,7 @@ use crate::actors::events::{Channel, EventDraft};
 use crate::actors::market_data::MarketDataHub;
 use crate::actors::messages::*;
 use crate::actors::recorder::Recorder;
+use crate::actors::tree::Tree;
 use crate::config::{AccountConfig, Settings};
 use crate::domain::types::{AccountId, Symbol};
 use crate::exchange::aster::{MarketClient, RetryPolicy};
@@ -33,7 +38,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct Slot {
     cfg: Arc<AccountConfig>,
     addr: Option<Addr<Account>>,
-    arbiter: Option<Arbiter>,
+    /// The live tree of the account (cancelled when it crashes).
+    tree: Option<Tree>,
+    /// Its arbiter in the pool.
+    arbiter: usize,
     restarts: u32,
     restart_at: Option<Instant>,
     last_crash: Option<String>,
@@ -51,7 +59,8 @@ pub struct Supervisor {
     log: Logger,
     llm_log: Logger,
     shared: Arc<SharedSettings>,
-    _market_arbiter: Arbiter,
+    /// The arbiter pool every hub and account tree runs on.
+    pool: Vec<Arbiter>,
 }
 
 /// Why the topology could not be built.
@@ -75,7 +84,10 @@ impl Supervisor {
         llm_log: &Logger,
     ) -> Result<Supervisor, TopologyError> {
         let log = log.new(slog::o!("component" => "supervisor"));
-        let market_arbiter = Arbiter::new();
+        let pool: Vec<Arbiter> = (0..settings.runtime.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        info!(log, "arbiter pool started"; "arbiters" => pool.len());
         let policy = RetryPolicy {
             max_retries: settings.market_data.max_retries,
             timeout: settings.market_data.request_timeout,
@@ -116,7 +128,8 @@ impl Supervisor {
                     recorder.clone(),
                     market_log,
                 );
-                let addr = MarketDataHub::start_in_arbiter(&market_arbiter.handle(), |_| hub);
+                let arbiter = &pool[hubs.len() % pool.len()];
+                let addr = MarketDataHub::start_in_arbiter(&arbiter.handle(), |_| hub);
                 hubs.insert(key, addr);
             }
             accounts.insert(
@@ -124,7 +137,8 @@ impl Supervisor {
                 Slot {
                     cfg: Arc::new(cfg.clone()),
                     addr: None,
-                    arbiter: None,
+                    tree: None,
+                    arbiter: accounts.len() % pool.len(),
                     restarts: 0,
                     restart_at: Some(Instant::now()),
                     last_crash: None,
@@ -145,7 +159,7 @@ impl Supervisor {
                 kill_switch: settings.kill_switch,
                 llm: settings.llm.clone(),
             }),
-            _market_arbiter: market_arbiter,
+            pool,
         })
     }
 
@@ -153,8 +167,8 @@ impl Supervisor {
         let Some(slot) = self.accounts.get_mut(id) else {
             return;
         };
-        if let Some(old) = slot.arbiter.take() {
-            old.stop();
+        if let Some(old) = slot.tree.take() {
+            old.cancel();
         }
         let venue = slot.cfg.asterdex.base_url.trim_end_matches('/').to_string();
         let hubs: Vec<_> = slot
@@ -167,7 +181,11 @@ impl Supervisor {
                     .map(|h| (a.clone(), h.clone()))
             })
             .collect();
-        let arbiter = Arbiter::new();
+        let Some(arbiter) = self.pool.get(slot.arbiter) else {
+            return;
+        };
+        let tree = Tree::new();
+        let member = tree.clone();
         let (cfg, shared, bus, recorder, restarts, log, llm_log) = (
             slot.cfg.clone(),
             self.shared.clone(),
@@ -179,9 +197,10 @@ impl Supervisor {
         );
         let addr = Account::start_in_arbiter(&arbiter.handle(), move |_| {
             Account::new(cfg, shared, hubs, bus, recorder, restarts, &log, &llm_log)
+                .in_tree(&member)
         });
         slot.addr = Some(addr);
-        slot.arbiter = Some(arbiter);
+        slot.tree = Some(tree);
         slot.restart_at = None;
         slot.started = Instant::now();
     }
@@ -200,6 +219,10 @@ impl Supervisor {
                     }
                 }
                 Some(_) => {
+                    // Tear the tree down now: nothing of it may act until the restart.
+                    if let Some(tree) = slot.tree.take() {
+                        tree.cancel();
+                    }
                     let delay = backoff(slot.restarts);
                     slot.addr = None;
                     slot.restarts += 1;
@@ -373,8 +396,18 @@ impl Handler<Shutdown> for Supervisor {
             .values()
             .filter_map(|s| s.addr.clone())
             .collect();
+        let hubs: Vec<_> = self.hubs.values().cloned().collect();
         let log = self.log.clone();
         Box::pin(async move {
+            // The hubs first: no snapshot or price tick after this (a poll in flight
+            // is discarded), so nothing reaches the Recorder after its final flush.
+            let stops = futures_util::future::join_all(hubs.iter().map(|h| h.send(StopPolling)));
+            if tokio::time::timeout(msg.deadline, stops).await.is_err() {
+                error!(
+                    log,
+                    "some market data hubs did not stop before the shutdown deadline"
+                );
+            }
             let drains = futures_util::future::join_all(addrs.iter().map(|a| a.send(Drain)));
             if tokio::time::timeout(msg.deadline, drains).await.is_err() {
                 error!(

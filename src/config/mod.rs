@@ -126,6 +126,8 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     /// Market data polling.
     pub market_data: MarketDataSettings,
+    /// The actor runtime (the arbiter pool).
+    pub runtime: RuntimeSettings,
     /// Global kill switch (`kill_switch: true`): no account opens anything new.
     pub kill_switch: bool,
     /// Settings shared by every LLM account.
@@ -171,6 +173,21 @@ pub struct MarketDataSettings {
     pub request_timeout: Duration,
     /// Retries after the first attempt (with exponential backoff and jitter).
     pub max_retries: u32,
+}
+
+/// The actor runtime.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeSettings {
+    /// Arbiters (threads, each a single-threaded event loop) that every account tree
+    /// and market-data hub runs on (`runtime.arbiters`, default: the number of cores).
+    pub arbiters: usize,
+}
+
+/// The default size of the arbiter pool: the cores this process may use.
+pub fn default_arbiters() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Paper (simulated) or live trading.
@@ -753,6 +770,7 @@ fn load_in(
             log_level: top.log_level,
             database_url: top.database_url,
             market_data: top.market_data,
+            runtime: top.runtime,
             kill_switch: top.kill_switch,
             llm: top.llm,
             accounts,

@@ -1236,3 +1236,26 @@ fn llm_block_errors_name_account_and_field() {
         );
     }
 }
+
+#[test]
+fn the_arbiter_pool_defaults_to_the_cores_and_is_bounded() {
+    let s = Dir::new()
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    assert_eq!(s.runtime.arbiters, crate::config::default_arbiters());
+    let s = Dir::new()
+        .with("vibex.toml", "[runtime]\narbiters = 6\n")
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    assert_eq!(s.runtime.arbiters, 6);
+    let e = Dir::new()
+        .with("vibex.toml", "[runtime]\narbiters = 0\n")
+        .with("accounts.yaml", &yaml_with_account(""))
+        .error(&[]);
+    assert!(
+        e.contains("vibex.toml: field \"runtime.arbiters\": 0 is outside 1..=256"),
+        "{e}"
+    );
+}

@@ -911,6 +911,7 @@ pub(crate) struct TopLevel {
     pub log_level: String,
     pub database_url: Option<Secret>,
     pub market_data: MarketDataSettings,
+    pub runtime: super::RuntimeSettings,
     pub kill_switch: bool,
     pub llm: LlmGlobalSettings,
 }
@@ -935,6 +936,17 @@ pub(crate) fn top_level(
         log_level: log_level(&mut c, raw.log_level),
         database_url: database_url(&mut c, raw.database_url),
         market_data: market_data(&mut c, md),
+        runtime: super::RuntimeSettings {
+            arbiters: c
+                .whole(
+                    "runtime.arbiters",
+                    raw.runtime.unwrap_or_default().arbiters,
+                    1,
+                    256,
+                )
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or_else(super::default_arbiters),
+        },
         kill_switch: c.boolean("kill_switch", raw.kill_switch).unwrap_or(false),
         llm: llm_global(&mut c, raw.llm.unwrap_or_default()),
     };

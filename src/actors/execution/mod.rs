@@ -21,6 +21,7 @@ use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::*;
 use crate::actors::recorder::{FindOrder, RecordEquity, Recorder, StoredAccount};
+use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, TradingMode};
 use crate::db::mapping::{read_all, RowError};
 use crate::db::models::PositionRow;
@@ -239,6 +240,8 @@ pub struct ExecutionActor {
     bus: Addr<EventBus>,
     recorder: Addr<Recorder>,
     log: Logger,
+    /// The account tree this actor belongs to (it stops with the tree).
+    tree: Option<TreeGuard>,
 }
 
 /// The stored book as the engine holds it (rows read back as typed values).
@@ -372,7 +375,15 @@ impl ExecutionActor {
             bus,
             recorder,
             log,
+            tree: None,
         })
+    }
+
+    /// Makes the actor a member of `tree`: it stops when any member of the tree ends
+    /// (its user data stream with it), and its own end ends the tree.
+    pub fn in_tree(mut self, tree: &Tree) -> Self {
+        self.tree = Some(tree.guard());
+        self
     }
 
     /// The first valuation of a UTC day is that day's start equity (daily loss rule).
@@ -389,6 +400,9 @@ impl Actor for ExecutionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(guard) = &self.tree {
+            guard.tree().clone().watch(self, ctx);
+        }
         let core = self.core.clone();
         let symbols = self.symbols.clone();
         // Start-up holds the lock: no cycle runs on a venue that is not set up.
