@@ -74,9 +74,44 @@ pub fn database(
         "dir" => dir.display().to_string());
     let pg = EmbeddedPostgres::start(&dir)?;
     mask.add([pg.password().to_string(), pg.url()]);
-    info!(log, "embedded PostgreSQL is up"; "port" => pg.port());
+    log_cluster_place(&pg, log);
+    info!(log, "embedded PostgreSQL is up"; "port" => pg.port(),
+        "cluster" => pg.cluster_dir().display().to_string());
     let url = pg.url();
     Ok((Some(pg), url))
+}
+
+/// Says where the private cluster lives when it is not in the data directory (as root
+/// with the data directory under a private home, the unprivileged server user cannot
+/// reach it), and warns when that place may not last.
+fn log_cluster_place(pg: &EmbeddedPostgres, log: &Logger) {
+    let Some(r) = pg.relocation() else {
+        return;
+    };
+    let cluster = r.cluster.display().to_string();
+    let record = r.record.display().to_string();
+    let blocked = r
+        .blocked
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |b| b.display().to_string());
+    if r.reused {
+        info!(log, "embedded PostgreSQL cluster: reusing the place recorded in the data directory";
+            "cluster" => cluster.clone(), "record" => record, "blocked" => blocked);
+    } else {
+        info!(log, "the data directory is not reachable by the unprivileged PostgreSQL user; \
+            the cluster is placed outside it and the place recorded";
+            "cluster" => cluster.clone(), "record" => record, "blocked" => blocked);
+    }
+    if r.reused && pg.created() {
+        warn!(log, "the recorded cluster was missing: a new, empty one was created in its place";
+            "cluster" => cluster.clone());
+    }
+    if r.volatile {
+        warn!(log, "the cluster is under the system temp directory, which a reboot or a cleaner \
+            may empty; set data_dir (VIBEX_DATA_DIR) to a directory the postgres user can \
+            traverse to keep the database";
+            "cluster" => cluster);
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit: every socket, log file and
