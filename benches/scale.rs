@@ -344,13 +344,14 @@ fn run_one(n: usize, knobs: &Knobs, venue: &fake_venue::FakeVenue) -> Run {
     let mut last_answer: Option<Instant> = None;
     loop {
         let next = Instant::now() + tick;
+        // Sampled first: a failed run still shows what the daemon had grown to.
+        let (sample, pids) = sample_tree(child.id(), spawned.elapsed().as_secs_f64());
+        pg_pids.extend(pids);
+        run.samples.push(sample);
         if let Some(why) = stopped(&mut child, &mut watch, last_answer) {
             run.failure = Some(format!("during start-up: {why}"));
             break;
         }
-        let (sample, pids) = sample_tree(child.id(), spawned.elapsed().as_secs_f64());
-        pg_pids.extend(pids);
-        run.samples.push(sample);
         if let Ok((code, body)) = http_get(&addr, "/status", status_timeout) {
             last_answer = Some(Instant::now());
             if code == 200 {
@@ -394,6 +395,9 @@ fn run_one(n: usize, knobs: &Knobs, venue: &fake_venue::FakeVenue) -> Run {
         let mut ticks = 0u64;
         while started.elapsed() < window {
             next += Duration::from_secs(1);
+            let (sample, pids) = sample_tree(child.id(), spawned.elapsed().as_secs_f64());
+            pg_pids.extend(pids);
+            run.samples.push(sample);
             if let Some(why) = stopped(&mut child, &mut watch, last_answer) {
                 run.failure = Some(format!(
                     "{:.0} s into the run: {why}",
@@ -401,9 +405,6 @@ fn run_one(n: usize, knobs: &Knobs, venue: &fake_venue::FakeVenue) -> Run {
                 ));
                 break;
             }
-            let (sample, pids) = sample_tree(child.id(), spawned.elapsed().as_secs_f64());
-            pg_pids.extend(pids);
-            run.samples.push(sample);
             if ticks % 5 == 0 {
                 match http_get(&addr, "/health", Duration::from_secs(5)) {
                     Ok((200, _)) => last_answer = Some(Instant::now()),
