@@ -38,15 +38,10 @@ mod support;
 use support::*;
 
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Linux `USER_HZ` (clock ticks of `/proc/<pid>/stat` times): 100 on every mainstream
-/// architecture.
-const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -98,22 +93,6 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 
 // ---- one run ------------------------------------------------------------------------
 
-/// Memory and CPU of a process tree at one moment.
-#[derive(Clone, Copy, Debug, Default)]
-struct Sample {
-    /// Seconds since health.
-    t: f64,
-    daemon_rss_kb: u64,
-    daemon_hwm_kb: u64,
-    daemon_threads: u64,
-    /// utime + stime of the daemon, clock ticks.
-    daemon_cpu_ticks: u64,
-    pg_procs: usize,
-    pg_rss_kb: u64,
-    pg_pss_kb: u64,
-    pg_cpu_ticks: u64,
-}
-
 #[derive(Default)]
 struct Run {
     accounts: usize,
@@ -162,26 +141,12 @@ fn run_one(n: usize, venue: &str, window: Duration, keep: bool) -> Run {
         .expect("temp dir");
     let dir = tmp.path().to_path_buf();
     std::fs::write(dir.join("accounts.yaml"), accounts_yaml(n, venue)).expect("accounts.yaml");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
-    cmd.args(["--accounts", "accounts.yaml", "run"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("stdout.txt")).expect("stdout file"))
-        .stderr(std::fs::File::create(dir.join("stderr.txt")).expect("stderr file"));
-    for var in AMBIENT {
-        cmd.env_remove(var);
-    }
-    cmd.env("API_HOST", "127.0.0.1")
-        .env("API_PORT", port.to_string())
-        .env("VIBEX_LOG_LEVEL", "info");
     println!(
         "\n== {n} accounts: starting the daemon in {}",
         dir.display()
     );
     let spawned = Instant::now();
-    let mut child = cmd.spawn().expect("spawn vibex");
+    let (mut child, addr) = spawn_daemon(&dir, "info", None);
     let pid = child.id();
     let mut run = Run {
         accounts: n,
@@ -255,25 +220,6 @@ fn run_one(n: usize, venue: &str, window: Duration, keep: bool) -> Run {
     run
 }
 
-fn accounts(status: &Value) -> &[Value] {
-    status
-        .get("accounts")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-fn all_cycling(status: &Value, n: usize) -> bool {
-    let list = accounts(status);
-    list.len() == n
-        && list.iter().all(|a| {
-            a.get("cycles_completed")
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-                > 0
-        })
-}
-
 fn record_cycles(run: &mut Run, status: &Value, seen: &mut HashSet<String>) {
     for a in accounts(status) {
         let Some(last) = a.get("last_cycle").filter(|v| !v.is_null()) else {
@@ -315,75 +261,6 @@ fn final_counts(run: &mut Run, status: &Value) {
     }
 }
 
-// ---- /proc ----------------------------------------------------------------------------
-
-/// `(ppid, utime + stime)` from `/proc/<pid>/stat`.
-fn stat(pid: u32) -> Option<(u32, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may itself contain spaces or parentheses.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): ppid is field 4, utime 14, stime 15.
-    let ppid = f.get(1)?.parse().ok()?;
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((ppid, utime + stime))
-}
-
-/// A `kB` field of `/proc/<pid>/status` or `/proc/<pid>/smaps_rollup`.
-fn kb_field(path: &str, field: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The daemon's own figures and its descendants' (postgres) summed.
-fn sample_tree(root: u32, t: f64) -> (Sample, Vec<u32>) {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    let mut cpu: HashMap<u32, u64> = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Some((ppid, ticks)) = stat(pid) {
-                children.entry(ppid).or_default().push(pid);
-                cpu.insert(pid, ticks);
-            }
-        }
-    }
-    let mut descendants = Vec::new();
-    let mut stack = children.get(&root).cloned().unwrap_or_default();
-    while let Some(p) = stack.pop() {
-        descendants.push(p);
-        stack.extend(children.get(&p).cloned().unwrap_or_default());
-    }
-    let status = format!("/proc/{root}/status");
-    let mut s = Sample {
-        t,
-        daemon_rss_kb: kb_field(&status, "VmRSS:"),
-        daemon_hwm_kb: kb_field(&status, "VmHWM:"),
-        daemon_threads: kb_field(&status, "Threads:"),
-        daemon_cpu_ticks: cpu.get(&root).copied().unwrap_or(0),
-        pg_procs: descendants.len(),
-        ..Sample::default()
-    };
-    for p in &descendants {
-        s.pg_rss_kb += kb_field(&format!("/proc/{p}/status"), "VmRSS:");
-        s.pg_pss_kb += kb_field(&format!("/proc/{p}/smaps_rollup"), "Pss:");
-        s.pg_cpu_ticks += cpu.get(p).copied().unwrap_or(0);
-    }
-    (s, descendants)
-}
-
-// ---- HTTP -----------------------------------------------------------------------------
-
 // ---- logs -----------------------------------------------------------------------------
 
 fn read_logs(run: &mut Run, dir: &Path) {
@@ -399,16 +276,6 @@ fn read_logs(run: &mut Run, dir: &Path) {
 }
 
 // ---- report ---------------------------------------------------------------------------
-
-fn sorted(v: &[f64]) -> Vec<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s
-}
-
-fn mb(kb: u64) -> f64 {
-    kb as f64 / 1024.0
-}
 
 impl Run {
     fn first(&self) -> Sample {

@@ -1,7 +1,8 @@
 //! Wiring: configuration -> logging -> database -> actix System -> Supervisor + HTTP
 //! server -> signal -> graceful shutdown.
 //!
-//! Entry points: [`run`] (`vibex run`), [`migrate`] (`vibex migrate`). Shutdown on
+//! Entry points: [`run`] (`vibex run`), [`migrate`] (`vibex migrate`). `run` first
+//! raises the open-file soft limit to the hard limit (and logs both). Shutdown on
 //! SIGTERM/SIGINT: no new cycles, cycles in flight finish, the Recorder flushes, the
 //! HTTP server stops, the embedded database stops, logs flush — within 10 s: at most
 //! 5 s for cycles in flight, 2 s for queued writes, 0.5 s for HTTP, 2 s for the
@@ -73,9 +74,62 @@ pub fn database(
         "dir" => dir.display().to_string());
     let pg = EmbeddedPostgres::start(&dir)?;
     mask.add([pg.password().to_string(), pg.url()]);
-    info!(log, "embedded PostgreSQL is up"; "port" => pg.port());
+    log_cluster_place(&pg, log);
+    info!(log, "embedded PostgreSQL is up"; "port" => pg.port(),
+        "cluster" => pg.cluster_dir().display().to_string());
     let url = pg.url();
     Ok((Some(pg), url))
+}
+
+/// Says where the private cluster lives when it is not in the data directory (as root
+/// with the data directory under a private home, the unprivileged server user cannot
+/// reach it), and warns when that place may not last.
+fn log_cluster_place(pg: &EmbeddedPostgres, log: &Logger) {
+    let Some(r) = pg.relocation() else {
+        return;
+    };
+    let cluster = r.cluster.display().to_string();
+    let record = r.record.display().to_string();
+    let blocked = r
+        .blocked
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |b| b.display().to_string());
+    if r.reused {
+        info!(log, "embedded PostgreSQL cluster: reusing the place recorded in the data directory";
+            "cluster" => cluster.clone(), "record" => record, "blocked" => blocked);
+    } else {
+        info!(log, "the data directory is not reachable by the unprivileged PostgreSQL user; \
+            the cluster is placed outside it and the place recorded";
+            "cluster" => cluster.clone(), "record" => record, "blocked" => blocked);
+    }
+    if r.reused && pg.created() {
+        warn!(log, "the recorded cluster was missing: a new, empty one was created in its place";
+            "cluster" => cluster.clone());
+    }
+    if r.volatile {
+        warn!(log, "the cluster is under the system temp directory, which a reboot or a cleaner \
+            may empty; set data_dir (VIBEX_DATA_DIR) to a directory the postgres user can \
+            traverse to keep the database";
+            "cluster" => cluster);
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every socket, log file and
+/// database connection counts against it, and the usual default soft limit (1,024) is
+/// far below what the kernel allows. Logs the limits it found and what it set.
+fn raise_open_file_limit(log: &Logger) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => info!(log, "open-file limit raised to the hard limit";
+                "soft_was" => soft, "soft" => hard, "hard" => hard),
+            Err(e) => warn!(log, "open-file limit could not be raised to the hard limit";
+                "soft" => soft, "hard" => hard, "error" => e.to_string()),
+        },
+        Ok((soft, hard)) => info!(log, "open-file limit already at the hard limit";
+            "soft" => soft, "hard" => hard),
+        Err(e) => warn!(log, "open-file limit could not be read"; "error" => e.to_string()),
+    }
 }
 
 /// Checks what the configuration file alone cannot: the prompt templates of every LLM
@@ -156,6 +210,7 @@ pub fn run(settings: Settings) -> Result<(), AppError> {
     info!(app_log, "vibex starting"; "version" => env!("CARGO_PKG_VERSION"),
         "accounts" => settings.accounts.len());
     warn_live_accounts(&settings, &app_log);
+    raise_open_file_limit(&app_log);
     let result = run_with_logs(settings, &tel.root, &mask);
     if let Err(e) = &result {
         error!(app_log, "vibex stopped with an error"; "error" => e.to_string());

@@ -1,11 +1,15 @@
-//! Helpers shared by the daemon benchmarks (`footprint`, `decision`): start-up
-//! checks, a blocking HTTP GET over a plain socket, percentiles.
+//! Helpers shared by the daemon benchmarks (`footprint`, `decision`, `scale`): starting
+//! the release daemon in a directory, start-up checks, a blocking HTTP GET over a plain
+//! socket, `/status` readers, `/proc` samples of the daemon and its postgres, log scans,
+//! percentiles.
 #![allow(dead_code)]
 
+use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Environment variables of the caller's shell that would change the daemon's
@@ -13,6 +17,40 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/common/process.rs"]
 mod process;
 pub use process::{free_port, AMBIENT};
+
+/// Starts `vibex --accounts accounts.yaml run` in `dir` (which holds the accounts file)
+/// on a free loopback port, stdout and stderr to `dir/stdout.txt` and `dir/stderr.txt`,
+/// the caller's configuring variables removed. `nofile` limits its open files like a
+/// shell's `ulimit -n` (soft and hard). Returns the child and `127.0.0.1:PORT`.
+pub fn spawn_daemon(dir: &Path, log_level: &str, nofile: Option<u64>) -> (Child, String) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
+    cmd.args(["--accounts", "accounts.yaml", "run"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout.txt")).expect("stdout file"))
+        .stderr(std::fs::File::create(dir.join("stderr.txt")).expect("stderr file"));
+    for var in AMBIENT {
+        cmd.env_remove(var);
+    }
+    cmd.env("API_HOST", "127.0.0.1")
+        .env("API_PORT", port.to_string())
+        .env("VIBEX_LOG_LEVEL", log_level);
+    if let Some(n) = nofile {
+        use nix::sys::resource::{setrlimit, Resource};
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                setrlimit(Resource::RLIMIT_NOFILE, n, n)?;
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().expect("spawn vibex");
+    (child, addr)
+}
 
 pub fn wait_healthy(child: &mut Child, addr: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
@@ -230,4 +268,144 @@ pub fn terminate(child: &mut Child) -> (Option<Duration>, String) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+// ---- /status ----------------------------------------------------------------------------
+
+/// The `accounts` array of a `GET /status` body.
+pub fn accounts(status: &Value) -> &[Value] {
+    status
+        .get("accounts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// How many accounts of a `GET /status` body have completed at least one cycle.
+pub fn accounts_cycling(status: &Value) -> usize {
+    accounts(status)
+        .iter()
+        .filter(|a| {
+            a.get("cycles_completed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                > 0
+        })
+        .count()
+}
+
+/// Whether all `n` accounts are listed and each has completed a cycle.
+pub fn all_cycling(status: &Value, n: usize) -> bool {
+    accounts(status).len() == n && accounts_cycling(status) == n
+}
+
+// ---- /proc ----------------------------------------------------------------------------
+
+/// Linux `USER_HZ` (clock ticks of `/proc/<pid>/stat` times): 100 on every mainstream
+/// architecture.
+pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// Memory, threads, files and CPU of the daemon and its descendants (postgres) at one
+/// moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    /// Seconds since the benchmark's reference moment.
+    pub t: f64,
+    pub daemon_rss_kb: u64,
+    pub daemon_hwm_kb: u64,
+    pub daemon_threads: u64,
+    /// Entries of `/proc/<pid>/fd`.
+    pub daemon_fds: u64,
+    /// utime + stime of the daemon, clock ticks.
+    pub daemon_cpu_ticks: u64,
+    pub pg_procs: usize,
+    pub pg_rss_kb: u64,
+    pub pg_pss_kb: u64,
+    pub pg_cpu_ticks: u64,
+}
+
+/// `(ppid, utime + stime)` from `/proc/<pid>/stat`.
+pub fn stat(pid: u32) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let rest = text.get(text.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): ppid is field 4, utime 14, stime 15.
+    let ppid = f.get(1)?.parse().ok()?;
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// A `kB` field of `/proc/<pid>/status` or `/proc/<pid>/smaps_rollup`.
+pub fn kb_field(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| rd.count() as u64)
+        .unwrap_or(0)
+}
+
+/// The daemon's own figures and its descendants' (postgres) summed; also the
+/// descendants' pids.
+pub fn sample_tree(root: u32, t: f64) -> (Sample, Vec<u32>) {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut cpu: HashMap<u32, u64> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, ticks)) = stat(pid) {
+                children.entry(ppid).or_default().push(pid);
+                cpu.insert(pid, ticks);
+            }
+        }
+    }
+    let mut descendants = Vec::new();
+    let mut stack = children.get(&root).cloned().unwrap_or_default();
+    while let Some(p) = stack.pop() {
+        descendants.push(p);
+        stack.extend(children.get(&p).cloned().unwrap_or_default());
+    }
+    let status = format!("/proc/{root}/status");
+    let mut s = Sample {
+        t,
+        daemon_rss_kb: kb_field(&status, "VmRSS:"),
+        daemon_hwm_kb: kb_field(&status, "VmHWM:"),
+        daemon_threads: kb_field(&status, "Threads:"),
+        daemon_fds: fd_count(root),
+        daemon_cpu_ticks: cpu.get(&root).copied().unwrap_or(0),
+        pg_procs: descendants.len(),
+        ..Sample::default()
+    };
+    for p in &descendants {
+        s.pg_rss_kb += kb_field(&format!("/proc/{p}/status"), "VmRSS:");
+        s.pg_pss_kb += kb_field(&format!("/proc/{p}/smaps_rollup"), "Pss:");
+        s.pg_cpu_ticks += cpu.get(p).copied().unwrap_or(0);
+    }
+    (s, descendants)
+}
+
+/// Megabytes from kilobytes.
+pub fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// A copy sorted for [`percentile`].
+pub fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
 }

@@ -1,0 +1,1 @@
+ALTER TABLE equity_snapshots ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT clock_timestamp();
