@@ -135,9 +135,7 @@ pub(crate) enum Step {
         symbol: Symbol,
         reason: String,
     },
-    CloseEverything {
-        reason: String,
-    },
+    CloseEverything,
 }
 
 /// What an order placement was for.
@@ -149,15 +147,11 @@ pub(crate) enum Purpose {
     },
     Exit {
         position: Box<Position>,
-        cycle: CycleId,
         reason: CloseReason,
     },
     Protection {
         symbol: Symbol,
-        side: PositionSide,
-        plan: EntryPlan,
         cycle: CycleId,
-        decision_id: Option<Uuid>,
         leg: OrderLeg,
     },
 }
@@ -518,7 +512,7 @@ impl Engine {
             }
             Input::CloseAll { reason } => {
                 let job = self.begin(JobKind::CloseAll, vec![]);
-                self.begin_close_all(job, &reason, &mut fx);
+                self.begin_close_all(job, &reason);
                 job
             }
         };
@@ -697,7 +691,7 @@ impl Engine {
                     fx,
                 );
             }
-            Step::CloseEverything { reason } => self.close_everything(job, &reason, fx),
+            Step::CloseEverything => self.close_everything(job),
         }
     }
 
@@ -759,7 +753,7 @@ impl Engine {
             Then::Placed { coid, purpose } => self.on_placed(job, &coid, purpose, result, fx),
             Then::Trades => self.on_trades(job, result, fx),
             Then::Income { cycle } => self.on_income(job, cycle, result, fx),
-            Then::Lookup { trades, .. } => self.on_lookup(job, trades, result, fx),
+            Then::Lookup { trades, .. } => self.on_lookup(trades, result, fx),
         }
     }
 

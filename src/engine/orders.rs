@@ -157,29 +157,12 @@ impl Engine {
         self.file_order(order);
         match purpose {
             Purpose::Entry { ctx, plan } => self.entry_answered(job, ctx, plan, outcome, fx),
-            Purpose::Exit {
-                position,
-                cycle,
-                reason,
-            } => self.exit_answered(job, &position, cycle, reason, outcome, fx),
-            Purpose::Protection {
-                symbol,
-                side,
-                plan,
-                cycle,
-                decision_id,
-                leg,
-            } => self.protection_answered(
-                job,
-                symbol,
-                side,
-                plan,
-                cycle,
-                decision_id,
-                leg,
-                outcome,
-                fx,
-            ),
+            Purpose::Exit { position, reason } => {
+                self.exit_answered(job, &position, reason, outcome, fx)
+            }
+            Purpose::Protection { symbol, cycle, leg } => {
+                self.protection_answered(job, symbol, cycle, leg, outcome, fx)
+            }
         }
     }
 
@@ -459,26 +442,15 @@ impl Engine {
             )
             .to_string(),
         };
-        let purpose = Purpose::Protection {
-            symbol,
-            side,
-            plan,
-            cycle,
-            decision_id,
-            leg,
-        };
+        let purpose = Purpose::Protection { symbol, cycle, leg };
         self.place(job, req, Some(cycle), decision_id, purpose, fx);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn protection_answered(
         &mut self,
         job: JobId,
         symbol: Symbol,
-        _side: PositionSide,
-        _plan: EntryPlan,
         cycle: CycleId,
-        _decision_id: Option<Uuid>,
         leg: OrderLeg,
         outcome: Result<VenueOrder, VenueError>,
         fx: &mut Effects,
@@ -647,7 +619,6 @@ impl Engine {
         };
         let purpose = Purpose::Exit {
             position: Box::new(p),
-            cycle,
             reason,
         };
         self.place(job, req, Some(cycle), decision_id, purpose, fx);
@@ -657,7 +628,6 @@ impl Engine {
         &mut self,
         job: JobId,
         p: &Position,
-        _cycle: CycleId,
         reason: CloseReason,
         outcome: Result<VenueOrder, VenueError>,
         fx: &mut Effects,
@@ -705,7 +675,7 @@ impl Engine {
     }
 
     /// Close-all: cancel every working order, then close every position.
-    pub(crate) fn begin_close_all(&mut self, job: JobId, reason: &str, _fx: &mut Effects) {
+    pub(crate) fn begin_close_all(&mut self, job: JobId, reason: &str) {
         let mut symbols: Vec<Symbol> = self.positions.keys().cloned().collect();
         for o in self.orders.values() {
             if !symbols.contains(&o.symbol) {
@@ -719,9 +689,7 @@ impl Engine {
                 reason: reason.to_string(),
             })
             .collect();
-        steps.push(Step::CloseEverything {
-            reason: reason.to_string(),
-        });
+        steps.push(Step::CloseEverything);
         self.later(job, steps);
     }
 
@@ -759,7 +727,7 @@ impl Engine {
         }
     }
 
-    pub(crate) fn close_everything(&mut self, job: JobId, _reason: &str, _fx: &mut Effects) {
+    pub(crate) fn close_everything(&mut self, job: JobId) {
         let cycle = self.new_cycle();
         let steps: Vec<Step> = self
             .positions

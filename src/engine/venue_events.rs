@@ -150,7 +150,6 @@ impl Engine {
     /// The store answered a lookup for a fill.
     pub(crate) fn on_lookup(
         &mut self,
-        _job: JobId,
         trades: Vec<VenueTrade>,
         result: Result<Reply, VenueError>,
         fx: &mut Effects,
