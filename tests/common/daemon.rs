@@ -19,13 +19,31 @@ pub struct Daemon {
 
 pub use super::process::{free_port, AMBIENT};
 
+/// How the daemon's process is started, beyond its accounts file and environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Launch {
+    /// `RLIMIT_NOFILE`, soft and hard, set on the child before exec (what `ulimit -n`
+    /// does in a shell; the daemon can raise its soft limit only up to the hard one).
+    pub open_files: Option<u64>,
+}
+
 impl Daemon {
     /// Starts `vibex run` with `accounts_yaml` in a fresh directory. `database_url` of
     /// `None` uses the embedded cluster.
     pub fn start(accounts_yaml: &str, database_url: Option<&str>, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(accounts_yaml, database_url, env, Launch::default())
+    }
+
+    /// [`Daemon::start`] with process limits (`launch`).
+    pub fn start_with(
+        accounts_yaml: &str,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+        launch: Launch,
+    ) -> Daemon {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
-        let mut d = Daemon::start_in(&dir, accounts_yaml, database_url, env);
+        let mut d = Daemon::launch_in(&dir, accounts_yaml, database_url, env, launch);
         d._tmp = Some(tmp);
         d
     }
@@ -36,6 +54,16 @@ impl Daemon {
         accounts_yaml: &str,
         database_url: Option<&str>,
         env: &[(&str, &str)],
+    ) -> Daemon {
+        Daemon::launch_in(dir, accounts_yaml, database_url, env, Launch::default())
+    }
+
+    fn launch_in(
+        dir: &Path,
+        accounts_yaml: &str,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+        launch: Launch,
     ) -> Daemon {
         std::fs::write(dir.join("accounts.yaml"), accounts_yaml).expect("write accounts.yaml");
         let port = free_port();
@@ -61,6 +89,16 @@ impl Daemon {
         }
         // Its own process group, like a shell job: `interrupt_group` is then Ctrl-C.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if let Some(n) = launch.open_files {
+            use nix::sys::resource::{setrlimit, Resource};
+            // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    setrlimit(Resource::RLIMIT_NOFILE, n, n)?;
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().expect("spawn vibex");
         let mut d = Daemon {
             child: Some(child),
@@ -130,6 +168,39 @@ impl Daemon {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The daemon's OS threads now (`Threads:` of `/proc/<pid>/status`).
+    pub fn threads(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("/proc/{}/status: {e}", self.pid()));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Threads: line in /proc/{}/status", self.pid()))
+    }
+
+    /// The daemon's open file descriptors now (entries of `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap_or_else(|e| panic!("/proc/{}/fd: {e}", self.pid()))
+            .count()
+    }
+
+    /// The daemon's open-file limit as the kernel holds it (`Max open files` of
+    /// `/proc/<pid>/limits`): (soft, hard).
+    pub fn open_file_limit(&self) -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()))
+            .unwrap_or_else(|e| panic!("/proc/{}/limits: {e}", self.pid()));
+        let line = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .unwrap_or_else(|| panic!("no Max open files line in /proc/{}/limits", self.pid()));
+        let mut fields = line.split_whitespace();
+        let soft = fields.next().unwrap_or_default().to_string();
+        let hard = fields.next().unwrap_or_default().to_string();
+        (soft, hard)
     }
 
     /// Sends SIGTERM and waits; returns the exit status and how long it took.

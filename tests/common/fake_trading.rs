@@ -16,7 +16,7 @@
 //! [`FakeVenue::charge_funding`], [`FakeVenue::set_taker_fee`],
 //! [`FakeVenue::set_hedge_mode`], [`FakeVenue::drop_user_streams`],
 //! [`FakeVenue::expire_listen_keys`], [`FakeVenue::refuse_user_streams`],
-//! [`FakeVenue::user_stream_count`]; faults:
+//! [`FakeVenue::user_stream_count`], [`FakeVenue::user_streams_opened`]; faults:
 //! [`FakeVenue::inject`] with [`Fault`], [`FakeVenue::hold_order_replies`],
 //! [`FakeVenue::accepted_while_held`] (in `fake_venue.rs`, next to the clock and
 //! [`FakeVenue::set_clock_offset_ms`]).
@@ -656,6 +656,8 @@ struct Account {
     trades: Vec<FakeTrade>,
     income: Vec<FakeIncome>,
     listen_key: Option<ListenKey>,
+    /// User-stream WebSockets upgraded so far ([`FakeVenue::user_streams_opened`]).
+    streams_opened: usize,
     order_minute: i64,
     orders_in_minute: u32,
 }
@@ -994,6 +996,7 @@ impl Exchange {
             trades: Vec::new(),
             income: Vec::new(),
             listen_key: None,
+            streams_opened: 0,
             order_minute: 0,
             orders_in_minute: 0,
         });
@@ -2307,7 +2310,9 @@ pub(super) async fn user_stream(
     };
     match ws::WsResponseBuilder::new(UserStreamSession, &req, payload).start_with_addr() {
         Ok((addr, response)) => {
-            shared.trading().subscribers.push(Subscriber {
+            let mut exchange = shared.trading();
+            exchange.account_mut(account).streams_opened += 1;
+            exchange.subscribers.push(Subscriber {
                 account,
                 listen_key: key,
                 addr,
@@ -2619,6 +2624,12 @@ impl FakeVenue {
             .iter()
             .filter(|s| s.account == account)
             .count()
+    }
+
+    /// User-stream WebSockets of the account upgraded so far, closed ones included:
+    /// with [`FakeVenue::user_stream_count`] it tells one connection from the next.
+    pub fn user_streams_opened(&self, account: FakeAccountId) -> usize {
+        self.shared().trading().account(account).streams_opened
     }
 
     fn listed_symbol(symbol: &str) -> &'static str {
