@@ -375,3 +375,42 @@ async fn a_crashed_live_accounts_user_stream_is_closed_before_its_restart() {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn a_pool_that_cannot_fit_the_open_file_limit_is_refused_with_what_to_do() {
+    let db = common::pg::test_db();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("accounts.yaml"),
+        "runtime:\n  arbiters: 256\naccounts:\n  - id: a1\n    llm_model: builtin/hold\n    assets: [BTC]\n    interval: 1m\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vibex"));
+    cmd.current_dir(dir.path())
+        .args(["--accounts", "accounts.yaml", "run"])
+        .env("DATABASE_URL", &db.url)
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", common::process::free_port().to_string());
+    for var in common::process::AMBIENT {
+        cmd.env_remove(var);
+    }
+    // As under `ulimit -n 1024`: the daemon cannot raise it.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 1024, 1024)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "a clear error, not a panic: {stderr}"
+    );
+    assert!(
+        stderr.contains("runtime.arbiters") && stderr.contains("1024"),
+        "names the field and the limit: {stderr}"
+    );
+}

@@ -1,5 +1,6 @@
-//! Account: one per configured account, on its own arbiter (thread). It owns the
-//! account's cadence and run state and drives one cycle per interval:
+//! Account: one per configured account, the root of its tree on one arbiter of the
+//! pool (see `actors/tree.rs`). It owns the account's cadence and run state and drives
+//! one cycle per interval:
 //!
 //! 1. ask the MarketDataHubs of its assets for their latest snapshots (skip the cycle,
 //!    with the reason, when one is missing or stale);

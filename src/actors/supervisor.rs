@@ -65,16 +65,54 @@ pub struct Supervisor {
 
 /// Why the topology could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("account {account}: asterdex.base_url {url:?}: {reason}")]
-pub struct TopologyError {
-    account: AccountId,
-    url: String,
-    reason: String,
+pub enum TopologyError {
+    /// An account's venue cannot be used.
+    #[error("account {account}: asterdex.base_url {url:?}: {reason}")]
+    Venue {
+        /// The account.
+        account: AccountId,
+        /// Its venue URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The arbiter pool would not fit in the open-file limit.
+    #[error(
+        "field \"runtime.arbiters\": {arbiters} arbiters need about {needed} open files, but \
+         this process may open {limit} (ulimit -n); lower runtime.arbiters or raise the limit"
+    )]
+    PoolTooLarge {
+        /// The configured pool size.
+        arbiters: usize,
+        /// Open files the pool and the process need, about.
+        needed: u64,
+        /// The soft open-file limit.
+        limit: u64,
+    },
+}
+
+/// Open files one arbiter holds (its event loop's epoll, eventfd, signal pipe).
+const FILES_PER_ARBITER: u64 = 4;
+/// Open files the rest of the process needs at least (logs, database, listener, clients).
+const FILES_RESERVED: u64 = 128;
+
+/// Refuses a pool that cannot start under the open-file limit (an arbiter that cannot
+/// get its files would panic the process instead of saying why).
+fn check_pool_fits(arbiters: usize) -> Result<(), TopologyError> {
+    let needed = arbiters as u64 * FILES_PER_ARBITER + FILES_RESERVED;
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft < needed => Err(TopologyError::PoolTooLarge {
+            arbiters,
+            needed,
+            limit: soft,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl Supervisor {
-    /// Builds the hubs (started on a market-data arbiter) and the account slots; the
-    /// accounts start when the supervisor starts.
+    /// Starts the arbiter pool, builds the hubs (spread over it) and the account slots;
+    /// the accounts start when the supervisor starts.
     pub fn build(
         settings: &Settings,
         bus: Addr<EventBus>,
@@ -84,6 +122,7 @@ impl Supervisor {
         llm_log: &Logger,
     ) -> Result<Supervisor, TopologyError> {
         let log = log.new(slog::o!("component" => "supervisor"));
+        check_pool_fits(settings.runtime.arbiters.max(1))?;
         let pool: Vec<Arbiter> = (0..settings.runtime.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -103,7 +142,7 @@ impl Supervisor {
                 None => {
                     let c = Arc::new(
                         MarketClient::new(&venue, policy)
-                            .map_err(|e| TopologyError {
+                            .map_err(|e| TopologyError::Venue {
                                 account: cfg.id.clone(),
                                 url: venue.clone(),
                                 reason: e.to_string(),
