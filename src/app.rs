@@ -231,9 +231,14 @@ fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result
         if !applied.is_empty() {
             info!(app_log, "migrations applied"; "versions" => applied.join(","));
         }
-        for cfg in &settings.accounts {
-            queries::upsert_account(&mut conn, &account_row(cfg)).map_err(db::DbError::from)?;
-        }
+        // One transaction: thousands of accounts register in one commit.
+        diesel::Connection::transaction(&mut *conn, |conn| {
+            for cfg in &settings.accounts {
+                queries::upsert_account(conn, &account_row(cfg))?;
+            }
+            diesel::QueryResult::Ok(())
+        })
+        .map_err(db::DbError::from)?;
     }
     let system = actix::System::new();
     let result = system.block_on(serve(settings, pool, root.clone()));
