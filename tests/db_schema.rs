@@ -22,7 +22,7 @@ fn migrations_build_every_table_and_diesel_reads_them() {
     let applied = db::run_migrations(&mut conn).unwrap();
     assert_eq!(
         applied.len(),
-        3,
+        4,
         "every migration applies on a fresh database: {applied:?}"
     );
     // Running again applies nothing.
@@ -80,6 +80,48 @@ fn migrations_build_every_table_and_diesel_reads_them() {
         .select(IncomeRow::as_select())
         .load(&mut conn)
         .unwrap();
+    store_marker::table
+        .select((
+            store_marker::writer_id,
+            store_marker::batch_id,
+            store_marker::writes,
+            store_marker::updated_at,
+        ))
+        .load::<(String, i64, i32, DateTime<Utc>)>(&mut conn)
+        .unwrap();
+    equity_snapshots::table
+        .select(equity_snapshots::recorded_at)
+        .load::<DateTime<Utc>>(&mut conn)
+        .unwrap();
+}
+
+#[test]
+fn an_equity_row_records_when_it_reached_the_database() {
+    let (_tdb, mut conn) = migrated();
+    let ts = Utc::now() - Duration::seconds(30);
+    queries::insert_equity(
+        &mut conn,
+        &EquitySnapshotRow {
+            ts,
+            account_id: "a1".into(),
+            cycle_id: None,
+            wallet_balance: dec!(1),
+            unrealized_pnl: dec!(0),
+            equity: dec!(1),
+            used_margin: dec!(0),
+            available: dec!(1),
+        },
+    )
+    .unwrap();
+    let recorded: DateTime<Utc> = equity_snapshots::table
+        .select(equity_snapshots::recorded_at)
+        .first(&mut conn)
+        .unwrap();
+    let lag = recorded - ts;
+    assert!(
+        lag >= Duration::seconds(30) && lag < Duration::seconds(600),
+        "write lag recorded_at - ts is measurable: {lag}"
+    );
 }
 
 /// A migrated database with the accounts `a1` and `a2`.
@@ -195,10 +237,19 @@ fn columns(conn: &mut PgConnection, table: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_live_execution_migration_reverts_and_applies_again() {
+fn the_live_execution_and_store_migrations_revert_and_apply_again() {
     let (_tdb, mut conn) = migrated();
     assert!(columns(&mut conn, "positions").contains(&"origin".to_string()));
     assert!(!columns(&mut conn, "income_events").is_empty());
+    assert!(!columns(&mut conn, "store_marker").is_empty());
+
+    let reverted = conn.revert_last_migration(db::MIGRATIONS).unwrap();
+    assert!(reverted.to_string().ends_with("000004"), "{reverted}");
+    assert!(
+        columns(&mut conn, "store_marker").is_empty(),
+        "table dropped"
+    );
+    assert!(!columns(&mut conn, "equity_snapshots").contains(&"recorded_at".to_string()));
 
     let reverted = conn.revert_last_migration(db::MIGRATIONS).unwrap();
     assert!(reverted.to_string().ends_with("000003"), "{reverted}");
@@ -212,7 +263,7 @@ fn the_live_execution_migration_reverts_and_applies_again() {
     );
 
     let applied = db::run_migrations(&mut conn).unwrap();
-    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied.len(), 2, "{applied:?}");
     income_events::table
         .select(IncomeRow::as_select())
         .load(&mut conn)

@@ -135,6 +135,7 @@ pub(crate) struct RawTop {
     pub log_level: Option<Scalar>,
     pub database_url: Option<Scalar>,
     pub market_data: Option<RawMarketData>,
+    pub storage: Option<RawStorage>,
     pub kill_switch: Option<Scalar>,
     pub llm: Option<RawLlmGlobal>,
     #[allow(dead_code)]
@@ -198,6 +199,16 @@ pub(crate) struct RawMarketData {
     pub max_poll_interval: Option<Scalar>,
     pub request_timeout: Option<Scalar>,
     pub max_retries: Option<Scalar>,
+}
+
+/// `storage:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    pub queue_capacity: Option<Scalar>,
+    pub batch_rows: Option<Scalar>,
+    pub slow_commit: Option<Scalar>,
+    pub halt_entries_after: Option<Scalar>,
 }
 
 /// One entry of `accounts:` (also built from the original environment formats).

@@ -128,8 +128,9 @@ pub fn insert_equity(conn: &mut PgConnection, row: &EquitySnapshotRow) -> QueryR
         .execute(conn)
 }
 
-/// Everything one execution step changed, written in one transaction.
-#[derive(Clone, Debug, Default)]
+/// Everything one execution step changed, written in one transaction (serialisable:
+/// the write path spools it as is while PostgreSQL is down).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExecutionBatch {
     /// Orders created or changed (upserted by id).
     pub orders: Vec<OrderRow>,

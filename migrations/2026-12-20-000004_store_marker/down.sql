@@ -1,0 +1,2 @@
+ALTER TABLE equity_snapshots DROP COLUMN recorded_at;
+DROP TABLE store_marker;
