@@ -29,5 +29,7 @@ pub mod llm;
 pub mod net;
 /// Secrets that never print.
 pub mod secret;
+/// The durable, batched write path: group commit, spool, replay, exactly once.
+pub mod store;
 /// slog drains: per-domain JSON files with rotation and secret masking, stderr.
 pub mod telemetry;
