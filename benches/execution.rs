@@ -23,11 +23,11 @@
 //!    positionRisk and all open orders, concurrently), the pure `reconcile()`, and both.
 //! 3. **`LiveVenue::reconcile`** on the same account: the whole per-cycle
 //!    reconciliation of a live account (snapshot, findings, the 5 corrections recorded
-//!    through the `Journal` to the `Recorder` on a test PostgreSQL, then the fills and
+//!    through the `Journal` to the store on a test PostgreSQL, then the fills and
 //!    income polls: one `userTrades` call per symbol, 100 of them, and one `income`),
 //!    each run on a venue restored from the same stored rows so that every run makes
-//!    the same 5 corrections. Recording is fire-and-forget (as in the daemon): the
-//!    database writes run on the Recorder's thread, not inside the timing.
+//!    the same 5 corrections. Recording is queued (as in the daemon): the database
+//!    writes run on the store's writer thread, not inside the timing.
 //!
 //! The client's per-URL request-weight gate is raised for the fake's URL (the bench
 //! would otherwise spend most of its time waiting for the next minute: one
@@ -46,7 +46,7 @@ mod loopback;
 #[path = "../tests/common/pg.rs"]
 mod pg;
 
-use actix::{Actor, SyncArbiter};
+use actix::Actor;
 use chrono::{DateTime, Utc};
 use fake_venue::fake_trading::FakeAccountId;
 use fake_venue::FakeVenue;
@@ -58,7 +58,6 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vibex::actors::event_bus::EventBus;
 use vibex::actors::journal::Journal;
-use vibex::actors::recorder::{Flush, Recorder};
 use vibex::db::models::{AccountRow, OrderRow, PositionRow};
 use vibex::db::queries::{self, ExecutionBatch};
 use vibex::domain::types::{AccountId, PositionSide, Side, Symbol};
@@ -69,6 +68,7 @@ use vibex::exchange::live::{LiveVenue, StoredLiveState};
 use vibex::exchange::reconcile::{reconcile, Finding, LocalBook, LocalOrder, LocalPosition};
 use vibex::exchange::venue::{OrderKind, OrderRequest};
 use vibex::secret::Secret;
+use vibex::store::{StorageSettings, Store};
 
 /// Demonstration keys (Binance's documented HMAC example, AsterDEX's wallet example).
 const KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
@@ -766,16 +766,19 @@ async fn live_reconcile(
     }
     let log = slog::Logger::root(slog::Discard, slog::o!());
     let dir = tempfile::tempdir().expect("temp dir");
-    let (rec_pool, rec_dir, rec_log) = (pool.clone(), dir.path().to_path_buf(), log.clone());
-    let recorder = SyncArbiter::start(1, move || {
-        Recorder::new(rec_pool.clone(), rec_dir.clone(), rec_log.clone())
-    });
     let bus = EventBus::new(log.clone()).start();
+    let store = Store::open(
+        pool.clone(),
+        dir.path(),
+        StorageSettings::default(),
+        bus.recipient(),
+        &log,
+    )
+    .expect("store");
     let account_id = AccountId::new(ACCOUNT);
     let mut journal = Journal::new(
         account_id.clone(),
-        bus,
-        recorder.clone(),
+        store.clone(),
         log.clone(),
         vec![],
         vec![],
@@ -824,7 +827,7 @@ async fn live_reconcile(
         }
     }
     let requests = (venue.request_log().len() - requests_before) / (warm + runs);
-    recorder.send(Flush).await.expect("recorder flushed");
+    store.settled().await.expect("store settled");
     let recorded = {
         use diesel::{QueryDsl, RunQueryDsl};
         let mut conn = pool.get().expect("connection");

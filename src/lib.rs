@@ -5,7 +5,7 @@
 //! AsterDEX (live) or the built-in paper venue. Everything is stored in PostgreSQL and
 //! streamed over WebSocket. Read `docs/architecture.md` for the topology and one cycle.
 
-/// The actor topology: supervisor, market data, accounts, decision, execution, bus, recorder.
+/// The actor topology: supervisor, market data, accounts, decision, execution, bus.
 pub mod actors;
 /// The actix-web facade: REST and WebSocket.
 pub mod api;

@@ -567,7 +567,8 @@ fn an_order_is_found_with_its_lifecycle_by_id_or_client_order_id() {
 /// and `a2` (no account actor runs: these routes only read the database).
 async fn api_server(url: &str, dir: &std::path::Path) -> String {
     use actix::prelude::*;
-    use vibex::actors::{event_bus::EventBus, recorder::Recorder, supervisor::Supervisor};
+    use vibex::actors::{event_bus::EventBus, supervisor::Supervisor};
+    use vibex::store::{StorageSettings, Store};
     let yaml = dir.join("accounts.yaml");
     let empty = dir.join("empty");
     std::fs::write(&empty, "").unwrap();
@@ -588,18 +589,23 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
     .unwrap();
     let log = slog::Logger::root(slog::Discard, slog::o!());
     let pool = db::connect(url, 4).unwrap();
-    let (rec_pool, rec_dir, rec_log) = (pool.clone(), dir.to_path_buf(), log.clone());
-    let recorder = SyncArbiter::start(1, move || {
-        Recorder::new(rec_pool.clone(), rec_dir.clone(), rec_log.clone())
-    });
     let bus = EventBus::new(log.clone()).start();
+    let store = Store::open(
+        pool.clone(),
+        dir,
+        StorageSettings::default(),
+        bus.clone().recipient(),
+        &log,
+    )
+    .unwrap();
     let mut idle = settings.clone();
     idle.accounts.clear();
-    let supervisor = Supervisor::build(&idle, bus.clone(), recorder, &log, &log, &log)
+    let supervisor = Supervisor::build(&idle, bus.clone(), store.clone(), &log, &log, &log)
         .unwrap()
         .start();
     let state = vibex::api::ApiState {
         pool,
+        store,
         supervisor,
         bus,
         accounts: std::sync::Arc::new(settings.accounts),

@@ -2,8 +2,8 @@
 //! It drives the account's venue through one engine ([`LiveVenue`] over the
 //! [`Exchange`] trait) whatever the venue is —
 //! AsterDEX for `mode: live`, the simulated exchange ([`SimExchange`]) for paper — and
-//! every change becomes rows for the Recorder and events for the bus through the
-//! account's [`Journal`].
+//! every change becomes rows and events (published once the rows are durable) in the
+//! store through the account's [`Journal`].
 //!
 //! The engine lives behind an async mutex ([`Core`]) so that venue calls (which await
 //! the network for a live account) run one at a time, in the order the messages
@@ -16,11 +16,11 @@
 //! Invariant (paper): every change of the simulated wallet is persisted with the rows
 //! of the step, so a restart resumes the same balance and positions.
 
+use crate::actors::account::StoredAccount;
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::journal::Journal;
 use crate::actors::messages::*;
-use crate::actors::recorder::{RecordEquity, RecordExecution, Recorder, StoredAccount};
 use crate::config::{AccountConfig, TradingMode};
 use crate::db::queries::ExecutionBatch;
 use crate::domain::paper::PaperSettings;
@@ -33,6 +33,7 @@ use crate::exchange::aster::user_stream::{self, StreamSignal};
 use crate::exchange::live::{LiveVenue, StoredLiveState};
 use crate::exchange::sim::{order_from_row, position_from_row, SimExchange};
 use crate::exchange::venue::{is_open_status, Exchange};
+use crate::store::{Rows, Store, Write};
 use actix::prelude::*;
 use chrono::DateTime;
 use chrono::Utc;
@@ -96,7 +97,7 @@ pub struct ExecutionActor {
     symbols: Vec<Symbol>,
     day_start: Option<(DateTime<Utc>, Decimal)>,
     bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
     log: Logger,
 }
 
@@ -106,14 +107,13 @@ impl ExecutionActor {
         cfg: Arc<AccountConfig>,
         stored: StoredAccount,
         bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: &Logger,
     ) -> Result<Self, String> {
         let log = log.new(slog::o!("component" => "execution"));
         let journal = Journal::new(
             cfg.id.clone(),
-            bus.clone(),
-            recorder.clone(),
+            store.clone(),
             log.clone(),
             stored.recent_fills.clone(),
             stored.recent_diary.clone(),
@@ -199,7 +199,7 @@ impl ExecutionActor {
             symbols,
             day_start,
             bus,
-            recorder,
+            store,
             log,
         })
     }
@@ -225,7 +225,9 @@ impl Actor for ExecutionActor {
         let start = async move {
             let mut guard = core.lock().await;
             let Core { venue, journal, .. } = &mut *guard;
-            venue.start(&symbols, journal).await
+            let started = venue.start(&symbols, journal).await;
+            journal.flushed().await;
+            started
         };
         ctx.wait(start.into_actor(self).map(move |result, act, ctx| {
             if let Err(e) = result {
@@ -268,6 +270,7 @@ impl Handler<Stream> for ExecutionActor {
                 StreamSignal::Down(_) => venue.set_stream_up(false),
                 StreamSignal::Event(event) => venue.on_user_event(event, journal).await,
             }
+            journal.flushed().await;
         };
         ctx.spawn(fut.into_actor(self));
     }
@@ -293,6 +296,7 @@ impl Handler<PriceTick> for ExecutionActor {
                 core.settle().await;
             }
             core.venue.on_mark(&tick.symbol, tick.mark_price);
+            core.journal.flushed().await;
         };
         // Ticks are applied in order, one at a time, with the account's other work.
         ctx.spawn(fut.into_actor(self));
@@ -334,6 +338,7 @@ impl Handler<GetExecutionView> for ExecutionActor {
                 account,
             };
             guard.settle().await;
+            guard.journal.flushed().await;
             view
         };
         Box::pin(fut.into_actor(self).map(|mut view, act, _| {
@@ -350,6 +355,7 @@ impl Handler<Execute> for ExecutionActor {
 
     fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
         let core = self.core.clone();
+        let (store, account_id) = (self.store.clone(), self.cfg.id.clone());
         let fut = async move {
             let mut guard = core.lock().await;
             let mut report = ExecutionReport::default();
@@ -383,27 +389,26 @@ impl Handler<Execute> for ExecutionActor {
             }
             let (marks, equity) = guard.venue.equity(msg.cycle_id, Utc::now());
             let balance = guard.venue.balance_json();
-            (report, marks, equity, balance)
+            guard.journal.flushed().await;
+            // Revalued positions are stored, not published: the balance event carries
+            // it. Queued behind the cycle's other rows, before the cycle completes.
+            let mut rows = Vec::new();
+            if !marks.is_empty() {
+                rows.push(Rows::Execution(marks));
+            }
+            rows.push(Rows::Equity(equity));
+            let balance = EventDraft::account(
+                Channel::Positions,
+                "balance",
+                &account_id,
+                Some(msg.cycle_id),
+                balance,
+            );
+            // Refused only once the store is closed (shutdown).
+            let _ = store.write(Write::new(rows, vec![balance])).await;
+            report
         };
-        Box::pin(
-            fut.into_actor(self)
-                .map(move |(report, marks, equity, balance), act, _| {
-                    // Revalued positions are stored, not published: the balance event
-                    // carries it.
-                    if !marks.is_empty() {
-                        act.recorder.do_send(RecordExecution(marks));
-                    }
-                    act.bus.do_send(Publish(EventDraft::account(
-                        Channel::Positions,
-                        "balance",
-                        &act.cfg.id,
-                        Some(msg.cycle_id),
-                        balance,
-                    )));
-                    act.recorder.do_send(RecordEquity(equity));
-                    report
-                }),
-        )
+        Box::pin(fut.into_actor(self))
     }
 }
 
@@ -417,6 +422,7 @@ impl Handler<CloseAll> for ExecutionActor {
             let Core { venue, journal, .. } = &mut *guard;
             let problems = venue.close_all(&msg.reason, journal).await;
             guard.settle().await;
+            guard.journal.flushed().await;
             if problems.is_empty() {
                 Ok(())
             } else {

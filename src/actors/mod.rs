@@ -1,5 +1,6 @@
 //! The actor topology (DESIGN §2): Supervisor -> MarketDataHubs, Account trees
-//! (Account -> DecisionActor + ExecutionActor), EventBus, Recorder. The message
+//! (Account -> DecisionActor + ExecutionActor), EventBus. Every write goes through the
+//! store (`crate::store`), which publishes the events of durable rows. The message
 //! contract is in [`messages`]; events in [`events`].
 
 pub mod account;
@@ -11,5 +12,4 @@ pub mod execution;
 pub mod journal;
 pub mod market_data;
 pub mod messages;
-pub mod recorder;
 pub mod supervisor;

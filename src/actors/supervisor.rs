@@ -7,17 +7,17 @@
 //! before a new one starts, so no stale child keeps acting; restarts reload the state
 //! from the database; shutdown first stops the hubs (no new snapshots or price ticks),
 //! then drains every account (no new cycles, in-flight cycles and queued ticks finish)
-//! within the deadline, so that nothing reaches the Recorder after its final flush.
+//! within the deadline, so that nothing reaches the store after its final flush.
 
 use crate::actors::account::{Account, SharedSettings};
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::market_data::MarketDataHub;
 use crate::actors::messages::*;
-use crate::actors::recorder::Recorder;
 use crate::config::{AccountConfig, Settings};
 use crate::domain::types::{AccountId, Symbol};
 use crate::exchange::aster::{MarketClient, RetryPolicy};
+use crate::store::Store;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use slog::{error, info, Logger};
@@ -43,7 +43,7 @@ struct Slot {
 /// The root of the actor tree.
 pub struct Supervisor {
     bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
     hubs: BTreeMap<(String, Symbol), Addr<MarketDataHub>>,
     accounts: BTreeMap<AccountId, Slot>,
     shutting_down: bool,
@@ -69,7 +69,7 @@ impl Supervisor {
     pub fn build(
         settings: &Settings,
         bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: &Logger,
         market_log: &Logger,
         llm_log: &Logger,
@@ -113,7 +113,7 @@ impl Supervisor {
                     client.clone(),
                     settings.market_data.clone(),
                     bus.clone(),
-                    recorder.clone(),
+                    store.clone(),
                     market_log,
                 );
                 let addr = MarketDataHub::start_in_arbiter(&market_arbiter.handle(), |_| hub);
@@ -134,7 +134,7 @@ impl Supervisor {
         }
         Ok(Supervisor {
             bus,
-            recorder,
+            store,
             hubs,
             accounts,
             shutting_down: false,
@@ -168,17 +168,17 @@ impl Supervisor {
             })
             .collect();
         let arbiter = Arbiter::new();
-        let (cfg, shared, bus, recorder, restarts, log, llm_log) = (
+        let (cfg, shared, bus, store, restarts, log, llm_log) = (
             slot.cfg.clone(),
             self.shared.clone(),
             self.bus.clone(),
-            self.recorder.clone(),
+            self.store.clone(),
             slot.restarts,
             self.log.clone(),
             self.llm_log.clone(),
         );
         let addr = Account::start_in_arbiter(&arbiter.handle(), move |_| {
-            Account::new(cfg, shared, hubs, bus, recorder, restarts, &log, &llm_log)
+            Account::new(cfg, shared, hubs, bus, store, restarts, &log, &llm_log)
         });
         slot.addr = Some(addr);
         slot.arbiter = Some(arbiter);

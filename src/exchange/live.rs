@@ -78,7 +78,7 @@ pub struct EntryPlan {
     pub exit_plan: String,
 }
 
-/// What the database holds for a live account (see `Recorder::LoadAccount`).
+/// What the database holds for a live account (see `actors::account::load_account`).
 pub struct StoredLiveState<'a> {
     /// Open position rows.
     pub positions: &'a [PositionRow],

@@ -359,6 +359,7 @@ struct Handle {
     shared: Arc<Shared>,
     readers: readers::Readers,
     spool_dir: PathBuf,
+    settings: StorageSettings,
     log: Logger,
 }
 
@@ -425,7 +426,7 @@ impl Store {
             pool,
             spool_dir.clone(),
             writer_id,
-            settings,
+            settings.clone(),
             events,
             log.clone(),
         )?;
@@ -443,9 +444,15 @@ impl Store {
                 shared,
                 readers,
                 spool_dir,
+                settings,
                 log,
             }),
         })
+    }
+
+    /// The settings it runs with (the outage rule reads `halt_entries_after`).
+    pub fn settings(&self) -> &StorageSettings {
+        &self.handle.settings
     }
 
     fn push(

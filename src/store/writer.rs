@@ -930,7 +930,7 @@ impl Writer {
             run_rows_written: self.rows_written,
             run_rows_spooled: self.rows_spooled,
         };
-        info!(self.log, "database writer closed";
+        slog::debug!(self.log, "database writer closed";
             "flushed_to_postgres_rows" => report.flushed_to_postgres,
             "flushed_to_spool_rows" => report.flushed_to_spool,
             "spool_rows_pending" => report.spool_rows_pending,
