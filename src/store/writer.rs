@@ -219,7 +219,6 @@ pub(crate) struct Writer {
     rows_rejected: u64,
     batches_committed: u64,
     last_batch: (usize, Duration),
-    latencies: Vec<(usize, Duration)>,
     last_error: Option<String>,
 }
 
@@ -329,7 +328,6 @@ impl Writer {
             rows_rejected: 0,
             batches_committed: 0,
             last_batch: (0, Duration::ZERO),
-            latencies: Vec::new(),
             last_error: None,
         })
     }
@@ -553,6 +551,8 @@ impl Writer {
         durable: Durable,
         rejected: &[(i64, u32, PathBuf, String)],
     ) {
+        // Whoever is told "durable" then sees it in the health counters too.
+        self.publish_status();
         for (k, w) in writes.into_iter().enumerate() {
             let index = first + k as u32;
             let refused = rejected
@@ -719,10 +719,13 @@ impl Writer {
         self.rows_written += rows as u64;
         self.batches_committed += 1;
         self.last_batch = (rows, took);
-        if self.latencies.len() >= LATENCY_HISTORY {
-            self.latencies.remove(0);
+        {
+            let mut status = self.shared.status();
+            if status.latencies.len() >= LATENCY_HISTORY {
+                status.latencies.pop_front();
+            }
+            status.latencies.push_back((rows, took));
         }
-        self.latencies.push((rows, took));
         if let Some(since) = self.outage_since.take() {
             info!(self.log, "PostgreSQL answers again";
                 "outage_s" => (Utc::now() - since).num_milliseconds() as f64 / 1000.0);
@@ -859,6 +862,9 @@ impl Writer {
             .into_iter()
             .partition(|(threshold, _)| *threshold <= through);
         self.barriers = waiting;
+        if !ready.is_empty() {
+            self.publish_status();
+        }
         for (_, tx) in ready {
             let _ = tx.send(Ok(()));
         }
@@ -905,8 +911,6 @@ impl Writer {
         s.last_batch_rows = self.last_batch.0;
         s.last_batch_ms = self.last_batch.1.as_secs_f64() * 1000.0;
         s.last_error.clone_from(&self.last_error);
-        s.latencies.clear();
-        s.latencies.extend(self.latencies.iter().copied());
     }
 
     fn done(&self) -> bool {
