@@ -430,6 +430,8 @@ impl Store {
             events,
             log.clone(),
         )?;
+        // A spool left by an earlier run shows in the health before the thread runs.
+        w.publish_status();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run())

@@ -897,7 +897,8 @@ impl Writer {
         }
     }
 
-    fn publish_status(&self) {
+    /// Copies the writer's state into what [`super::Store::health`] reads.
+    pub(crate) fn publish_status(&self) {
         let mut s = self.shared.status();
         s.mode = self.mode();
         s.spooled_batches_pending = self.spool.as_ref().map_or(0, Spool::pending_batches);

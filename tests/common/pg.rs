@@ -109,6 +109,20 @@ fn remove_dead_clusters(root: &std::path::Path) {
 
 static NEXT_STOPPABLE: AtomicUsize = AtomicUsize::new(0);
 
+/// A free port below the kernel's ephemeral range (32768 and up): while the cluster is
+/// stopped, no `bind(0)` elsewhere (a test's server, another cluster) can take it.
+fn unephemeral_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port = rng.random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 for a stoppable test cluster")
+}
+
 /// A private cluster one test owns: [`StoppableCluster::stop`] and
 /// [`StoppableCluster::start`] play a database outage (connections are cut, new ones
 /// refused, then the same server comes back on the same port with the same data).
@@ -137,7 +151,7 @@ impl StoppableCluster {
             std::process::id(),
             NEXT_STOPPABLE.fetch_add(1, Ordering::SeqCst)
         ));
-        let pg = EmbeddedPostgres::start(&dir)
+        let pg = EmbeddedPostgres::start_on(&dir, Some(unephemeral_port()))
             .unwrap_or_else(|e| panic!("stoppable test PostgreSQL could not start: {e}"));
         StoppableCluster {
             port: pg.port(),
@@ -169,10 +183,17 @@ impl StoppableCluster {
 
     /// Starts the same cluster again on the same port.
     pub fn start(&mut self) {
-        if self.pg.is_none() {
-            let pg = EmbeddedPostgres::start_on(&self.dir, Some(self.port))
-                .unwrap_or_else(|e| panic!("stoppable test PostgreSQL could not restart: {e}"));
-            self.pg = Some(pg);
+        let mut attempts = 0;
+        while self.pg.is_none() {
+            match EmbeddedPostgres::start_on(&self.dir, Some(self.port)) {
+                Ok(pg) => self.pg = Some(pg),
+                // The port may be held for a moment by a connection attempt.
+                Err(_) if attempts < 10 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                Err(e) => panic!("stoppable test PostgreSQL could not restart: {e}"),
+            }
         }
     }
 }
