@@ -49,7 +49,7 @@ use actix::Recipient;
 use chrono::{DateTime, Utc};
 use diesel::{PgConnection, QueryResult};
 use serde::{Deserialize, Serialize};
-use slog::{info, warn, Logger};
+use slog::{error, info, warn, Logger};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,6 +61,8 @@ pub use queue::Queued;
 
 /// Reader threads behind [`Store::read`].
 const READER_THREADS: usize = 2;
+/// How long `close` waits past its deadline for the writer's report.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// How many recent batch latencies [`Store::batch_latencies`] keeps.
 const LATENCY_HISTORY: usize = 4096;
 
@@ -465,11 +467,8 @@ impl Store {
         write.clean();
         let rows = write.row_count().max(1);
         self.handle.shared.queue.push(
-            queue::Item::Write(queue::PendingWrite {
-                write,
-                rows,
-                durable,
-            }),
+            queue::Item::Write(queue::PendingWrite { write, durable }),
+            // An event-only write still takes a place in the queue.
             rows,
         )
     }
@@ -577,7 +576,6 @@ impl Store {
     /// Writes after this are refused.
     pub async fn close(&self, deadline: Duration) -> ShutdownReport {
         let (tx, rx) = oneshot::channel();
-        let (queued_rows, _) = self.handle.shared.queue.depth();
         if !self.handle.shared.queue.close(queue::CloseRequest {
             deadline: Instant::now() + deadline,
             reply: Some(tx),
@@ -586,16 +584,27 @@ impl Store {
         }
         // The writer answers by the deadline unless a database call hangs (a server
         // that neither answers nor refuses); give it a little more, then report.
-        match tokio::time::timeout(deadline + Duration::from_secs(3), rx).await {
-            Ok(Ok(report)) => report,
-            _ => {
-                warn!(self.handle.log, "the database writer did not finish by the shutdown deadline; \
-                    rows still queued are not durable"; "queued_rows" => queued_rows);
-                ShutdownReport {
-                    not_durable: queued_rows as u64,
-                    ..Default::default()
-                }
-            }
+        if let Ok(Ok(report)) = tokio::time::timeout(deadline + CLOSE_GRACE, rx).await {
+            return report;
+        }
+        let (queued_rows, _) = self.handle.shared.queue.depth();
+        let health = self.health();
+        if queued_rows > 0 {
+            error!(self.handle.log, "the database writer did not finish by the shutdown \
+                deadline (a database call hangs): rows still queued are not durable";
+                "queued_rows" => queued_rows);
+        } else {
+            warn!(self.handle.log, "the database writer was still busy at the shutdown \
+                deadline; nothing queued was left";
+                "spool_rows_pending" => health.spooled_rows_pending);
+        }
+        ShutdownReport {
+            not_durable: queued_rows as u64,
+            spool_rows_pending: health.spooled_rows_pending,
+            spool_path: (health.spooled_rows_pending > 0).then_some(health.spool_path),
+            run_rows_written: health.rows_written,
+            run_rows_spooled: health.rows_spooled,
+            ..Default::default()
         }
     }
 }

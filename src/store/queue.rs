@@ -31,8 +31,6 @@ use tokio::sync::oneshot;
 pub(crate) struct PendingWrite {
     /// The rows and the events to publish once they are durable.
     pub write: Write,
-    /// Rows it holds (at least 1: an event-only write still takes a place).
-    pub rows: usize,
     /// Told where the rows became durable (`write_durable`).
     pub durable: Option<oneshot::Sender<Result<Durable, StoreError>>>,
 }
@@ -231,7 +229,6 @@ mod tests {
     fn write() -> Item {
         Item::Write(PendingWrite {
             write: Write::default(),
-            rows: 1,
             durable: None,
         })
     }

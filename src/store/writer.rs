@@ -77,7 +77,6 @@ pub(crate) fn writer_id(dir: &Path) -> Result<String, StoreError> {
 /// One write of a batch not yet acknowledged.
 struct HeldWrite {
     rows: Vec<Rows>,
-    count: usize,
     events: Vec<EventDraft>,
     durable: Option<oneshot::Sender<Result<Durable, StoreError>>>,
 }
@@ -102,8 +101,13 @@ impl Held {
             .collect()
     }
 
+    /// Table rows in the batch (an event-only write has none).
     fn rows(&self) -> usize {
-        self.writes.iter().map(|w| w.count).sum()
+        self.writes
+            .iter()
+            .flat_map(|w| w.rows.iter())
+            .map(Rows::count)
+            .sum()
     }
 }
 
@@ -386,13 +390,8 @@ impl Writer {
         let mut barriers = Vec::new();
         for item in items {
             match item {
-                Item::Write(PendingWrite {
-                    write,
-                    rows,
-                    durable,
-                }) => writes.push(HeldWrite {
+                Item::Write(PendingWrite { write, durable, .. }) => writes.push(HeldWrite {
                     rows: write.rows,
-                    count: rows,
                     events: write.events,
                     durable,
                 }),
@@ -745,6 +744,9 @@ impl Writer {
         }
         let slice_end = Instant::now() + REPLAY_SLICE;
         loop {
+            if self.deadline_passed() {
+                return;
+            }
             let (drained, frames) = match self.spool.as_ref() {
                 None => return,
                 Some(s) if s.is_drained() => (true, Vec::new()),
