@@ -312,7 +312,7 @@ fn migrate_takes_the_same_flags_and_applies_the_schema() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("applied").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches("applied").count(), 4, "{stdout}");
     let out = vibex(tmp.path(), &["--accounts", "a.yaml", "migrate"], &env);
     assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
 }

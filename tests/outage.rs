@@ -121,6 +121,22 @@ fn every_announced_cycle_is_stored_once(
     announced.len()
 }
 
+/// Rows and seconds of the last `replay finished` line of app.log (for the record).
+fn last_replay(app_log: &str) -> (u64, f64) {
+    app_log
+        .lines()
+        .rev()
+        .filter(|l| l.contains("replay finished"))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            (
+                v["rows"].as_u64().unwrap_or(0),
+                v["seconds"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .unwrap_or((0, 0.0))
+}
+
 fn no_dead_letters(dir: &Path) {
     let rejected = dir.join("data/spool/rejected.jsonl");
     assert!(
@@ -252,7 +268,11 @@ accounts:
     let assets = HashMap::from([("trend", 2), ("idle", 1), ("grok", 2)]);
     let checked = every_announced_cycle_is_stored_once(&url, &announced, &assets);
     assert!(during >= 40, "cycles announced during the outage: {during}");
-    println!("outage journey: {checked} cycles announced, {during} of them during the 60 s outage");
+    let (rows, seconds) = last_replay(&d.log_file("app.log"));
+    println!(
+        "outage journey: {checked} cycles announced, {during} of them during the 60 s \
+         outage; {rows} spooled rows replayed in {seconds:.2} s"
+    );
     // The refused entry is in the database with its reason.
     let mut conn = PgConnection::establish(&url).unwrap();
     let refused: i64 = vibex::db::schema::decisions::table
@@ -343,9 +363,10 @@ accounts:
     let assets = HashMap::from([("trend", 2), ("idle", 1)]);
     let checked = every_announced_cycle_is_stored_once(&url, &announced, &assets);
     assert!(during >= 20, "{during}");
+    let (rows, seconds) = last_replay(&app);
     println!(
         "crash journey: {checked} cycles announced before the SIGKILL, {during} of them \
-         during the outage"
+         during the outage; {rows} spooled rows replayed at restart in {seconds:.2} s"
     );
     no_dead_letters(tmp.path());
 }
