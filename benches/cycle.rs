@@ -424,6 +424,7 @@ fn decide_and_check(
                 day_start_equity: Some(account.equity),
                 reversal_streak: 0,
                 exit_plan: None,
+                database_unreachable_for: None,
             },
         );
         if let RiskVerdict::Approved { decision, .. } = verdict {

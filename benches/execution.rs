@@ -24,11 +24,11 @@
 //! 3. **The engine's reconciliation** on the same account, driven as the ExecutionActor
 //!    drives it (`Core::run(Input::Reconcile)`): the whole per-cycle reconciliation of a
 //!    live account (snapshot, findings, the 5 corrections recorded through the
-//!    `Journal` to the `Recorder` on a test PostgreSQL, then the fills and income polls:
+//!    `Journal` to the store on a test PostgreSQL, then the fills and income polls:
 //!    one `userTrades` call per symbol, 100 of them, and one `income`), each run on an
 //!    engine restored from the same stored book so that every run makes the same 5
-//!    corrections. Recording is fire-and-forget (as in the daemon): the database writes
-//!    run on the Recorder's thread, not inside the timing.
+//!    corrections. Recording is queued (as in the daemon): the database writes run on the
+//!    store's writer thread, not inside the timing.
 //!
 //! The client's per-URL request-weight gate is raised for the fake's URL (the bench
 //! would otherwise spend most of its time waiting for the next minute: one
@@ -47,7 +47,7 @@ mod loopback;
 #[path = "../tests/common/pg.rs"]
 mod pg;
 
-use actix::{Actor, SyncArbiter};
+use actix::Actor;
 use chrono::{DateTime, Utc};
 use fake_venue::fake_trading::FakeAccountId;
 use fake_venue::FakeVenue;
@@ -60,7 +60,6 @@ use uuid::Uuid;
 use vibex::actors::event_bus::EventBus;
 use vibex::actors::execution::journal::Journal;
 use vibex::actors::execution::Core;
-use vibex::actors::recorder::{Flush, Recorder};
 use vibex::db::models::{AccountRow, OrderRow, PositionRow};
 use vibex::db::queries::{self, ExecutionBatch};
 use vibex::domain::orders::{OrderStatus, OrderType};
@@ -74,6 +73,7 @@ use vibex::exchange::aster::trade::TradeClient;
 use vibex::exchange::aster::RetryPolicy;
 use vibex::exchange::venue::{OrderKind, OrderRequest};
 use vibex::secret::Secret;
+use vibex::store::{StorageSettings, Store};
 
 /// Demonstration keys (Binance's documented HMAC example, AsterDEX's wallet example).
 const KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
@@ -773,11 +773,15 @@ async fn live_reconcile(
     }
     let log = slog::Logger::root(slog::Discard, slog::o!());
     let dir = tempfile::tempdir().expect("temp dir");
-    let (rec_pool, rec_dir, rec_log) = (pool.clone(), dir.path().to_path_buf(), log.clone());
-    let recorder = SyncArbiter::start(1, move || {
-        Recorder::new(rec_pool.clone(), rec_dir.clone(), rec_log.clone())
-    });
     let bus = EventBus::new(log.clone()).start();
+    let store = Store::open(
+        pool.clone(),
+        dir.path(),
+        StorageSettings::default(),
+        bus.recipient(),
+        &log,
+    )
+    .expect("store");
     let account_id = AccountId::new(ACCOUNT);
     // Steady state: the last fills and income are the ones at setup.
     let last_fills: Vec<(Symbol, DateTime<Utc>)> = held
@@ -807,8 +811,7 @@ async fn live_reconcile(
         );
         let journal = Journal::new(
             account_id.clone(),
-            bus.clone(),
-            recorder.clone(),
+            store.clone(),
             log.clone(),
             vec![],
             vec![],
@@ -818,7 +821,7 @@ async fn live_reconcile(
             journal,
             std::sync::Arc::new(c.clone()),
             None,
-            recorder.clone(),
+            store.clone(),
             log.clone(),
         );
         let started = Instant::now();
@@ -839,7 +842,7 @@ async fn live_reconcile(
         }
     }
     let requests = (venue.request_log().len() - requests_before) / (warm + runs);
-    recorder.send(Flush).await.expect("recorder flushed");
+    store.settled().await.expect("store settled");
     let recorded = {
         use diesel::{QueryDsl, RunQueryDsl};
         let mut conn = pool.get().expect("connection");

@@ -2,19 +2,21 @@
 //! server -> signal -> graceful shutdown.
 //!
 //! Entry points: [`run`] (`vibex run`), [`migrate`] (`vibex migrate`). `run` first
-//! raises the open-file soft limit to the hard limit (and logs both). Shutdown on
-//! SIGTERM/SIGINT: no new cycles, cycles in flight finish, the Recorder flushes, the
-//! HTTP server stops, the embedded database stops, logs flush — within 10 s: at most
-//! 5 s for cycles in flight, 2 s for queued writes, 0.5 s for HTTP, 2 s for the
-//! embedded server.
+//! raises the open-file soft limit to the hard limit (and logs both). Start: the
+//! store opens and replays a spool left by an earlier run before any account starts
+//! (trading resumes only on a complete database). Shutdown on SIGTERM/SIGINT: no new
+//! cycles, cycles in flight finish, the store flushes what is queued (to PostgreSQL,
+//! or to the spool) and says how many rows went where, the HTTP server stops, the
+//! embedded database stops, logs flush — within 10 s: at most 5 s for cycles in
+//! flight, 2 s for queued writes, 0.5 s for HTTP, 2 s for the embedded server.
 
 use crate::actors::event_bus::EventBus;
 use crate::actors::messages::Shutdown;
-use crate::actors::recorder::{Flush, Recorder};
 use crate::actors::supervisor::Supervisor;
 use crate::api::{self, ApiState};
 use crate::config::{AccountConfig, Settings};
 use crate::db::{self, embedded::EmbeddedPostgres, models::AccountRow, queries, DbPool};
+use crate::store::{Store, StoreError};
 use crate::telemetry::{self, LogDomain, LogSettings, SecretMask, Telemetry};
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 /// Time allowed for cycles in flight to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
-/// Time allowed for the Recorder to write what is queued.
+/// Time allowed for the store to write what is queued (to PostgreSQL or the spool).
 const FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Why the daemon could not run.
@@ -43,6 +45,9 @@ pub enum AppError {
     /// The actor topology could not be built.
     #[error(transparent)]
     Topology(#[from] crate::actors::supervisor::TopologyError),
+    /// The write path could not start (spool directory, start-up replay).
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Starts logging with every configured secret registered for masking.
@@ -252,17 +257,25 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     let market_log = telemetry::domain_logger(&root, LogDomain::MarketData);
     let llm_log = telemetry::domain_logger(&root, LogDomain::Llm);
 
-    let recorder_pool = pool.clone();
-    let data_dir = settings.data_dir.clone();
-    let rec_log = app_log.clone();
-    let recorder = SyncArbiter::start(1, move || {
-        Recorder::new(recorder_pool.clone(), data_dir.clone(), rec_log.clone())
-    });
     let bus = EventBus::new(app_log.clone()).start();
+    let store = Store::open(
+        pool.clone(),
+        &settings.data_dir,
+        settings.storage.clone(),
+        bus.clone().recipient(),
+        &app_log,
+    )?;
+    let pending = store.health();
+    if pending.spooled_batches_pending > 0 {
+        info!(app_log, "replaying the spool of the previous run before any account starts";
+            "rows" => pending.spooled_rows_pending,
+            "spool" => pending.spool_path.display().to_string());
+    }
+    store.settled().await?;
     let supervisor = Supervisor::build(
         &settings,
         bus.clone(),
-        recorder.clone(),
+        store.clone(),
         &trading_log,
         &market_log,
         &llm_log,
@@ -271,6 +284,7 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
 
     let state = ApiState {
         pool,
+        store: store.clone(),
         supervisor: supervisor.clone(),
         bus,
         accounts: Arc::new(settings.accounts.clone()),
@@ -316,14 +330,21 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     {
         warn!(app_log, "supervisor was already gone at shutdown");
     }
-    if tokio::time::timeout(FLUSH_DEADLINE, recorder.send(Flush))
-        .await
-        .is_err()
-    {
-        warn!(
-            app_log,
-            "database writes still queued at shutdown were abandoned"
-        );
+    let report = store.close(FLUSH_DEADLINE).await;
+    info!(app_log, "shutdown: queued writes flushed";
+        "to_postgres_rows" => report.flushed_to_postgres,
+        "to_spool_rows" => report.flushed_to_spool,
+        "spool_rows_pending" => report.spool_rows_pending,
+        "spool" => report.spool_path.as_ref().map(|p| p.display().to_string()),
+        "run_rows_written" => report.run_rows_written,
+        "run_rows_spooled" => report.run_rows_spooled);
+    if report.spool_rows_pending > 0 {
+        warn!(app_log, "rows wait in the spool: the next start replays them before trading";
+            "rows" => report.spool_rows_pending);
+    }
+    if report.not_durable > 0 {
+        error!(app_log, "shutdown: rows could be made durable nowhere (see errors.log)";
+            "rows" => report.not_durable);
     }
     let _ = tokio::time::timeout(Duration::from_millis(500), handle.stop(true)).await;
     actix::System::current().stop();

@@ -5,7 +5,7 @@
 //! AsterDEX (live) or the built-in paper venue. Everything is stored in PostgreSQL and
 //! streamed over WebSocket. Read `docs/architecture.md` for the topology and one cycle.
 
-/// The actor topology: supervisor, market data, accounts, decision, execution, bus, recorder.
+/// The actor topology: supervisor, market data, accounts, decision, execution, bus.
 pub mod actors;
 /// The actix-web facade: REST and WebSocket.
 pub mod api;
@@ -32,5 +32,7 @@ pub mod llm;
 pub mod net;
 /// Secrets that never print.
 pub mod secret;
+/// The durable, batched write path: group commit, spool, replay, exactly once.
+pub mod store;
 /// slog drains: per-domain JSON files with rotation and secret masking, stderr.
 pub mod telemetry;

@@ -86,6 +86,48 @@ fn migrations_build_every_table_and_diesel_reads_them() {
         .select(IncomeRow::as_select())
         .load(&mut conn)
         .unwrap();
+    store_marker::table
+        .select((
+            store_marker::writer_id,
+            store_marker::batch_id,
+            store_marker::writes,
+            store_marker::updated_at,
+        ))
+        .load::<(String, i64, i32, DateTime<Utc>)>(&mut conn)
+        .unwrap();
+    equity_snapshots::table
+        .select(equity_snapshots::recorded_at)
+        .load::<DateTime<Utc>>(&mut conn)
+        .unwrap();
+}
+
+#[test]
+fn an_equity_row_records_when_it_reached_the_database() {
+    let (_tdb, mut conn) = migrated();
+    let ts = Utc::now() - Duration::seconds(30);
+    queries::insert_equity(
+        &mut conn,
+        &EquitySnapshotRow {
+            ts,
+            account_id: "a1".into(),
+            cycle_id: None,
+            wallet_balance: dec!(1),
+            unrealized_pnl: dec!(0),
+            equity: dec!(1),
+            used_margin: dec!(0),
+            available: dec!(1),
+        },
+    )
+    .unwrap();
+    let recorded: DateTime<Utc> = equity_snapshots::table
+        .select(equity_snapshots::recorded_at)
+        .first(&mut conn)
+        .unwrap();
+    let lag = recorded - ts;
+    assert!(
+        lag >= Duration::seconds(30) && lag < Duration::seconds(600),
+        "write lag recorded_at - ts is measurable: {lag}"
+    );
 }
 
 /// A migrated database with the accounts `a1` and `a2`.
@@ -201,10 +243,11 @@ fn columns(conn: &mut PgConnection, table: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_live_execution_migration_reverts_and_applies_again() {
+fn the_live_execution_and_store_migrations_revert_and_apply_again() {
     let (_tdb, mut conn) = migrated();
     assert!(columns(&mut conn, "positions").contains(&"origin".to_string()));
     assert!(!columns(&mut conn, "income_events").is_empty());
+    assert!(!columns(&mut conn, "store_marker").is_empty());
 
     // Revert the later migrations, then the live execution one.
     let mut reverted = Vec::new();
@@ -222,6 +265,11 @@ fn the_live_execution_migration_reverts_and_applies_again() {
                 .to_string(),
         );
     }
+    assert!(
+        columns(&mut conn, "store_marker").is_empty(),
+        "table dropped"
+    );
+    assert!(!columns(&mut conn, "equity_snapshots").contains(&"recorded_at".to_string()));
     let positions = columns(&mut conn, "positions");
     assert!(!positions.contains(&"origin".to_string()), "{positions:?}");
     assert!(!positions.contains(&"liquidation_price".to_string()));
@@ -536,7 +584,8 @@ fn an_order_is_found_with_its_lifecycle_by_id_or_client_order_id() {
 /// and `a2` (no account actor runs: these routes only read the database).
 async fn api_server(url: &str, dir: &std::path::Path) -> String {
     use actix::prelude::*;
-    use vibex::actors::{event_bus::EventBus, recorder::Recorder, supervisor::Supervisor};
+    use vibex::actors::{event_bus::EventBus, supervisor::Supervisor};
+    use vibex::store::{StorageSettings, Store};
     let yaml = dir.join("accounts.yaml");
     let empty = dir.join("empty");
     std::fs::write(&empty, "").unwrap();
@@ -557,18 +606,23 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
     .unwrap();
     let log = slog::Logger::root(slog::Discard, slog::o!());
     let pool = db::connect(url, 4).unwrap();
-    let (rec_pool, rec_dir, rec_log) = (pool.clone(), dir.to_path_buf(), log.clone());
-    let recorder = SyncArbiter::start(1, move || {
-        Recorder::new(rec_pool.clone(), rec_dir.clone(), rec_log.clone())
-    });
     let bus = EventBus::new(log.clone()).start();
+    let store = Store::open(
+        pool.clone(),
+        dir,
+        StorageSettings::default(),
+        bus.clone().recipient(),
+        &log,
+    )
+    .unwrap();
     let mut idle = settings.clone();
     idle.accounts.clear();
-    let supervisor = Supervisor::build(&idle, bus.clone(), recorder, &log, &log, &log)
+    let supervisor = Supervisor::build(&idle, bus.clone(), store.clone(), &log, &log, &log)
         .unwrap()
         .start();
     let state = vibex::api::ApiState {
         pool,
+        store,
         supervisor,
         bus,
         accounts: std::sync::Arc::new(settings.accounts),

@@ -306,15 +306,21 @@ accounts:
     for a in script {
         llm.push(m, a);
     }
-    // Wait until the queue is consumed and a default answer came after it.
+    // Wait until the queue is consumed (its last answer, the NUL one, is recorded) and a
+    // default answer came after it. (A default answer may also come before the script,
+    // from the cycles that ran while it was being queued.)
     d.wait_for(
         "/decisions?account_id=chaos&limit=1000",
         Duration::from_secs(90),
         |b| {
-            b["items"]
-                .as_array()
-                .map(|a| a.iter().any(|r| r["rationale"] == "default"))
-                .unwrap_or(false)
+            let rows = b["items"].as_array().cloned().unwrap_or_default(); // newest first
+            let position = |pred: &dyn Fn(&str) -> bool| {
+                rows.iter()
+                    .position(|r| pred(r["rationale"].as_str().unwrap_or_default()))
+            };
+            let last_scripted = position(&|r| r.contains("nul\u{FFFD}byte"));
+            let newest_default = position(&|r| r == "default");
+            matches!((newest_default, last_scripted), (Some(d), Some(s)) if d < s)
         },
     )
     .await;

@@ -10,7 +10,10 @@
 //!
 //! Invariants: at most one cycle in flight; a `cycle_id` ties every row, event and log
 //! line of the cycle together; if a child actor dies (a panic), the Account stops
-//! itself so that the Supervisor restarts the whole tree from the database.
+//! itself so that the Supervisor restarts the whole tree from the database. The
+//! stored state is read through the store ([`load_account`] after `settled`), so a
+//! restarted account reads after its own last writes, and `cycle_completed` goes
+//! through the store too: it is announced only once the cycle's rows are durable.
 
 use crate::actors::decision::{DecisionActor, DecisionSource, ModelEngine};
 use crate::actors::event_bus::EventBus;
@@ -18,13 +21,17 @@ use crate::actors::events::{Channel, EventDraft};
 use crate::actors::execution::ExecutionActor;
 use crate::actors::market_data::MarketDataHub;
 use crate::actors::messages::*;
-use crate::actors::recorder::{LoadAccount, RecordAccountStatus, Recorder};
 use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, LlmGlobalSettings};
+use crate::db::models::{AccountRow, DiaryEntryRow, FillRow, OrderRow, PositionRow};
+use crate::db::queries;
 use crate::domain::policy::BuiltinPolicy;
 use crate::domain::types::{Asset, CycleId, Symbol};
+use crate::store::{Rows, Store, Write};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use diesel::{PgConnection, QueryResult};
+use rust_decimal::Decimal;
 use slog::{error, info, warn, Logger};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +40,87 @@ use tokio::sync::oneshot;
 
 /// How fresh the market data of an LLM account's decision must be.
 const LLM_DATA_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// How many recent fills and diary entries an account keeps at hand (prompt context).
+pub const RECENT_HISTORY: i64 = 10;
+
+/// What an account needs to resume, as stored: paper wallet, open positions, working
+/// orders, recent history.
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    /// The account row.
+    pub account: AccountRow,
+    /// Its open positions.
+    pub positions: Vec<PositionRow>,
+    /// Its working orders (resting TP/SL).
+    pub working_orders: Vec<OrderRow>,
+    /// Last fill time per symbol.
+    pub last_fills: Vec<(String, DateTime<Utc>)>,
+    /// The newest fills, newest first.
+    pub recent_fills: Vec<FillRow>,
+    /// The newest diary entries, newest first.
+    pub recent_diary: Vec<DiaryEntryRow>,
+    /// Equity at the start of the current UTC day, if a snapshot exists.
+    pub day_start_equity: Option<Decimal>,
+    /// Model spending since 00:00 UTC.
+    pub llm_cost_today: Decimal,
+    /// Exit plans of the working orders' decisions, by client order id (a live entry
+    /// whose answer was lost gets its TP/SL from here).
+    pub plans: HashMap<String, crate::engine::EntryPlan>,
+    /// Time of the newest income record.
+    pub last_income: Option<DateTime<Utc>>,
+}
+
+/// Reads what account `id` needs to resume; `None` when it is not registered.
+pub fn load_account(conn: &mut PgConnection, id: &str) -> QueryResult<Option<StoredAccount>> {
+    let Some(account) = queries::find_account(conn, id)? else {
+        return Ok(None);
+    };
+    let positions = queries::open_positions(conn, id)?;
+    let working_orders = queries::working_orders(conn, id)?;
+    let last_fills = queries::last_fill_times(conn, id)?;
+    let recent_fills = queries::recent_fills(conn, id, RECENT_HISTORY)?;
+    let recent_diary = queries::recent_diary(conn, id, RECENT_HISTORY)?;
+    let today = crate::domain::types::utc_midnight(Utc::now());
+    let day_start_equity = queries::first_equity_since(conn, id, today)?;
+    let llm_cost_today = queries::llm_cost_since(conn, id, today)?;
+    let decision_ids: Vec<uuid::Uuid> = working_orders
+        .iter()
+        .filter_map(|o| o.decision_id)
+        .collect();
+    let by_decision: HashMap<_, _> = queries::decision_plans(conn, &decision_ids)?
+        .into_iter()
+        .map(|(id, tp, sl, words)| (id, (tp, sl, words)))
+        .collect();
+    let plans = working_orders
+        .iter()
+        .filter(|o| o.order_type == "MARKET" && !o.reduce_only)
+        .filter_map(|o| {
+            let (tp, sl, words) = by_decision.get(&o.decision_id?)?.clone();
+            Some((
+                o.client_order_id.clone(),
+                crate::engine::EntryPlan {
+                    tp_price: tp,
+                    sl_price: sl,
+                    exit_plan: words,
+                },
+            ))
+        })
+        .collect();
+    let last_income = queries::last_income_time(conn, id)?;
+    Ok(Some(StoredAccount {
+        account,
+        positions,
+        working_orders,
+        last_fills,
+        recent_fills,
+        recent_diary,
+        day_start_equity,
+        llm_cost_today,
+        plans,
+        last_income,
+    }))
+}
 
 /// Process-wide settings every account tree needs.
 #[derive(Clone, Debug)]
@@ -66,7 +154,7 @@ pub struct Account {
     decision: Option<Addr<DecisionActor>>,
     execution: Option<Addr<ExecutionActor>>,
     bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
     log: Logger,
     state: &'static str,
     in_flight: Option<CycleId>,
@@ -91,7 +179,7 @@ impl Account {
         shared: Arc<SharedSettings>,
         hubs: Vec<(Asset, Addr<MarketDataHub>)>,
         bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         restarts: u32,
         log: &Logger,
         llm_log: &Logger,
@@ -105,7 +193,7 @@ impl Account {
             decision: None,
             execution: None,
             bus,
-            recorder,
+            store,
             log,
             state: "starting",
             in_flight: None,
@@ -129,27 +217,39 @@ impl Account {
         self
     }
 
+    fn event(
+        &self,
+        kind: &'static str,
+        cycle: Option<CycleId>,
+        data: serde_json::Value,
+    ) -> EventDraft {
+        EventDraft::account(Channel::TradingEvents, kind, &self.cfg.id, cycle, data)
+    }
+
     fn publish(&self, kind: &'static str, cycle: Option<CycleId>, data: serde_json::Value) {
-        self.bus.do_send(Publish(EventDraft::account(
-            Channel::TradingEvents,
-            kind,
-            &self.cfg.id,
-            cycle,
-            data,
-        )));
+        self.bus.do_send(Publish(self.event(kind, cycle, data)));
+    }
+
+    /// Queues `w` behind the account's earlier writes. The account does not wait for
+    /// room: these are a few rows per cycle, and its children wait for theirs.
+    fn record(&self, w: Write) {
+        drop(self.store.write(w));
     }
 
     fn set_state(&mut self, state: &'static str) {
         self.state = state;
-        self.recorder.do_send(RecordAccountStatus {
-            account_id: self.cfg.id.clone(),
-            status: state.to_string(),
-        });
-        self.publish(
+        let event = self.event(
             "account_status",
             None,
             serde_json::json!({"state": state, "restarts": self.restarts}),
         );
+        self.record(Write::new(
+            vec![Rows::AccountStatus {
+                account_id: self.cfg.id.to_string(),
+                status: state.to_string(),
+            }],
+            vec![event],
+        ));
     }
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
@@ -268,11 +368,13 @@ impl Account {
                     info!(act.log, "cycle completed"; "cycle_id" => cycle_id.to_string(),
                         "duration_ms" => duration_ms, "orders" => report.orders,
                         "fills" => report.fills);
-                    act.publish(
+                    // Behind the cycle's rows in the queue: announced once they are durable.
+                    let done = act.event(
                         "cycle_completed",
                         Some(cycle_id),
                         serde_json::to_value(&summary).unwrap_or_default(),
                     );
+                    act.record(Write::events(vec![done]));
                 }
                 Err(CycleError::Skipped(reason)) => {
                     act.cycles_skipped += 1;
@@ -345,18 +447,22 @@ impl Actor for Account {
         info!(self.log, "account starting"; "mode" => self.cfg.mode.as_str(),
             "llm_model" => &self.cfg.llm_model, "interval" => &self.cfg.interval.label,
             "restarts" => self.restarts);
-        let load = self.recorder.send(LoadAccount(self.cfg.id.clone()));
+        let id = self.cfg.id.clone();
+        // After every write queued before it (a restart reads its own last writes).
+        let load = self.store.read(move |conn| load_account(conn, id.as_str()));
         // Nothing else runs until the stored state is loaded.
         ctx.wait(load.into_actor(self).map(|res, act, ctx| {
             let stored = match res {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    error!(act.log, "could not load the account's stored state"; "error" => e);
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    error!(act.log, "could not load the account's stored state";
+                        "error" => "the account is not registered in the database");
                     ctx.stop();
                     return;
                 }
                 Err(e) => {
-                    error!(act.log, "recorder unavailable"; "error" => e.to_string());
+                    error!(act.log, "could not load the account's stored state";
+                        "error" => e.to_string());
                     ctx.stop();
                     return;
                 }
@@ -366,7 +472,7 @@ impl Actor for Account {
                 act.cfg.clone(),
                 stored,
                 act.bus.clone(),
-                act.recorder.clone(),
+                act.store.clone(),
                 &act.log,
             ) {
                 Ok(e) => e.in_tree(act.tree.tree()).start(),
@@ -401,8 +507,7 @@ impl Actor for Account {
                     source,
                     act.shared.kill_switch,
                     spent_today,
-                    act.bus.clone(),
-                    act.recorder.clone(),
+                    act.store.clone(),
                     &act.llm_log,
                 )
                 .in_tree(act.tree.tree())
@@ -493,7 +598,7 @@ impl Handler<Drain> for Account {
         Box::pin(async move {
             let _ = rx.await;
             // Price ticks queued before the hubs stopped are processed (and their
-            // writes sent to the Recorder) before the account reports drained.
+            // writes queued in the store) before the account reports drained.
             if let Some(exec) = execution {
                 let _ = exec.send(GetExecutionView::default()).await;
             }

@@ -11,14 +11,15 @@
 //! missing becomes a HOLD with the reason); what reaches execution has passed
 //! validation and `domain::risk::check`; every cycle leaves an `llm_interactions` row
 //! (prompt, raw answer, parse and risk outcome, tokens, cost, latency, status, error),
-//! one `decisions` row per asset and a `decision` event per asset. The model is called
+//! one `decisions` row per asset and a `decision` event per asset, written as one write
+//! of the store (the events published once the rows are durable); while the database
+//! has been unreachable longer than `storage.halt_entries_after`, the risk rules refuse
+//! new exposure. The model is called
 //! outside the actor's event loop; a call that fails, times out or is skipped (circuit
 //! breaker open, daily budget spent) makes the cycle HOLD, never stall.
 
-use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::*;
-use crate::actors::recorder::{RecordDecisions, RecordInteraction, Recorder};
 use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, LlmGlobalSettings, ModelPrice, StructuredOutput};
 use crate::db::models::{DecisionRow, LlmInteractionRow};
@@ -37,6 +38,7 @@ use crate::llm::prompt::{
     RulesSummary,
 };
 use crate::llm::schema::{decision_schema, decisions_document};
+use crate::store::{Queued, Rows, Store, Write};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -126,8 +128,7 @@ pub struct DecisionActor {
     holding: Option<String>,
     calls: u64,
     failed_calls: u64,
-    bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
     log: Logger,
     /// The account tree this actor belongs to (it stops with the tree).
     tree: Option<TreeGuard>,
@@ -147,8 +148,7 @@ impl DecisionActor {
         source: DecisionSource,
         global_kill_switch: bool,
         spent_today: Decimal,
-        bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: &Logger,
     ) -> Self {
         DecisionActor {
@@ -160,6 +160,7 @@ impl DecisionActor {
                 global_kill_switch,
                 hysteresis_cycles: cfg.risk.hysteresis_cycles,
                 max_daily_loss_pct: cfg.risk.max_daily_loss_pct,
+                halt_entries_after: Some(store.settings().halt_entries_after),
             },
             breaker: CircuitBreaker::new(cfg.llm.breaker_failures, cfg.llm.breaker_cooldown),
             budget: DailyBudget::new(cfg.llm.max_cost_usd_per_day, spent_today, Utc::now()),
@@ -172,8 +173,7 @@ impl DecisionActor {
             log: log.new(slog::o!("component" => "decision", "account_id" => cfg.id.to_string())),
             tree: None,
             cfg,
-            bus,
-            recorder,
+            store,
         }
     }
 
@@ -398,15 +398,20 @@ impl DecisionActor {
         }
     }
 
-    /// Validation -> risk rules -> rows, events and the approved decisions.
+    /// Validation -> risk rules -> rows, events and the approved decisions. The rows
+    /// and the `decision` events go to the store as one write (the events are
+    /// published once the rows are durable); the returned [`Queued`] resolves when it
+    /// is queued.
     fn conclude(
         &mut self,
         msg: &Decide,
         answer: Answer,
         started: Instant,
         model_time: Duration,
-    ) -> Vec<ApprovedDecision> {
+    ) -> (Vec<ApprovedDecision>, Queued) {
         let now = Utc::now();
+        let database_unreachable_for = self.store.outage();
+        let mut events = Vec::new();
         let Answer {
             parsed,
             mut interaction,
@@ -443,6 +448,7 @@ impl DecisionActor {
                     day_start_equity: msg.view.day_start_equity,
                     reversal_streak: streak,
                     exit_plan: position.map(|p| p.exit_plan.clone()),
+                    database_unreachable_for,
                 },
             );
             let id = Uuid::now_v7();
@@ -467,7 +473,7 @@ impl DecisionActor {
                 "valid": invalid_reason.is_none(), "reason": refusal, "risk_note": note,
                 "allocation_usd": executed.allocation_usd, "reversal_streak": streak,
             }));
-            self.bus.do_send(Publish(
+            events.push(
                 EventDraft::account(
                     Channel::TradingEvents,
                     "decision",
@@ -493,7 +499,7 @@ impl DecisionActor {
                     }),
                 )
                 .with_symbol(snap.symbol.to_string()),
-            ));
+            );
             rows.push(DecisionRow {
                 id,
                 ts: now,
@@ -537,9 +543,11 @@ impl DecisionActor {
                 "overhead_ms": millis(total.saturating_sub(model_time)),
             },
         }));
-        self.recorder.do_send(RecordInteraction(interaction));
-        self.recorder.do_send(RecordDecisions(rows));
-        approved
+        let queued = self.store.write(Write::new(
+            vec![Rows::Interaction(interaction), Rows::Decisions(rows)],
+            events,
+        ));
+        (approved, queued)
     }
 
     /// Consecutive cycles (this one included) that asked to reverse `position` towards
@@ -586,6 +594,18 @@ impl Actor for DecisionActor {
     }
 }
 
+/// The approved decisions, once the cycle's decision rows are queued (the decision
+/// actor waits while the store's queue is full: backpressure).
+fn when_queued(
+    (approved, queued): (Vec<ApprovedDecision>, Queued),
+) -> ResponseActFuture<DecisionActor, Vec<ApprovedDecision>> {
+    Box::pin(fut::wrap_future(async move {
+        // Refused only once the store is closed (shutdown): the cycle ends anyway.
+        let _ = queued.await;
+        approved
+    }))
+}
+
 impl Handler<Decide> for DecisionActor {
     type Result = ResponseActFuture<Self, Vec<ApprovedDecision>>;
 
@@ -594,8 +614,7 @@ impl Handler<Decide> for DecisionActor {
         let now = Utc::now();
         if let DecisionSource::Builtin(policy) = &self.source {
             let answer = self.builtin_answer(*policy, &msg, now);
-            let approved = self.conclude(&msg, answer, started, Duration::ZERO);
-            return Box::pin(fut::ready(approved));
+            return when_queued(self.conclude(&msg, answer, started, Duration::ZERO));
         }
         // Gates: no call while the budget is spent or the breaker is open.
         if let Err(reason) = self.budget.check(now).and_then(|_| self.breaker.allow(now)) {
@@ -610,8 +629,7 @@ impl Handler<Decide> for DecisionActor {
                 parsed: self.all_hold(&reason),
                 interaction,
             };
-            let approved = self.conclude(&msg, answer, started, Duration::ZERO);
-            return Box::pin(fut::ready(approved));
+            return when_queued(self.conclude(&msg, answer, started, Duration::ZERO));
         }
         self.holding = None;
         let context = self.prompt_context(&msg, now);
@@ -628,8 +646,7 @@ impl Handler<Decide> for DecisionActor {
                     parsed: self.all_hold(&reason),
                     interaction,
                 };
-                let approved = self.conclude(&msg, answer, started, Duration::ZERO);
-                return Box::pin(fut::ready(approved));
+                return when_queued(self.conclude(&msg, answer, started, Duration::ZERO));
             }
         };
         // The deadline: the account's timeout, and never past 30 s after the oldest
@@ -651,10 +668,10 @@ impl Handler<Decide> for DecisionActor {
         let client = engine.client.clone();
         let version = rendered.version;
         let call = async move { client.chat(&messages, schema.as_ref(), deadline).await };
-        Box::pin(call.into_actor(self).map(move |outcome, act, _| {
+        Box::pin(call.into_actor(self).then(move |outcome, act, _| {
             let model_time = outcome.latency;
             let answer = act.model_answer(&msg, outcome, &version, now);
-            act.conclude(&msg, answer, started, model_time)
+            when_queued(act.conclude(&msg, answer, started, model_time))
         }))
     }
 }

@@ -4,24 +4,26 @@
 //! exchangeInfo at start and hourly), computes the indicators into a
 //! [`MarketSnapshot`], and hands it out: the latest snapshot on request
 //! ([`GetHubView`]), a [`PriceTick`] to every watcher (paper TP/SL between cycles), a
-//! `snapshot` event on the bus, a row for the Recorder.
+//! `snapshot` event and a row, written through the store (the event is published once
+//! the row is durable).
 //!
 //! Invariants: market data for a symbol is fetched once per venue, not once per account;
 //! a hub polls at the shortest interval of its watchers (bounded by
 //! `market_data.max_poll_interval`, at least once a second) and never runs two polls at
 //! once; a failing venue only makes this hub's snapshot stale (retries and backoff are
-//! in the client), it never blocks or fails anything else.
+//! in the client), it never blocks or fails anything else; a poll starts only once the
+//! previous snapshot is in the store's queue (backpressure when the queue is full).
 
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::*;
-use crate::actors::recorder::{RecordSnapshot, Recorder};
 use crate::config::MarketDataSettings;
 use crate::db::models::{CandleRow, MarketSnapshotRow};
 use crate::domain::instrument::SymbolRules;
 use crate::domain::snapshot::{MarketSnapshot, SnapshotInput};
 use crate::domain::types::{AccountId, Candle, Symbol};
 use crate::exchange::aster::MarketClient;
+use crate::store::{Queued, Rows, Store, Write};
 use actix::prelude::*;
 use actix::WeakRecipient;
 use chrono::{DateTime, Utc};
@@ -60,7 +62,9 @@ pub struct MarketDataHub {
     timer: Option<SpawnHandle>,
     status: HubStatus,
     bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
+    /// The last snapshot's write, until it is queued.
+    last_write: Option<Queued>,
     log: Logger,
 }
 
@@ -82,7 +86,7 @@ impl MarketDataHub {
         client: Arc<MarketClient>,
         settings: MarketDataSettings,
         bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: &Logger,
     ) -> Self {
         let period = settings.max_poll_interval.max(MIN_POLL);
@@ -111,7 +115,8 @@ impl MarketDataHub {
             period,
             timer: None,
             bus,
-            recorder,
+            store,
+            last_write: None,
             log,
         }
     }
@@ -155,7 +160,12 @@ impl MarketDataHub {
             .rules_at
             .map(|t| t.elapsed() > RULES_TTL)
             .unwrap_or(true);
+        let previous = self.last_write.take();
         let fut = async move {
+            if let Some(previous) = previous {
+                // Refused only once the store is closed (shutdown).
+                let _ = previous.await;
+            }
             let rules = if need_rules {
                 Some(
                     client
@@ -298,7 +308,7 @@ impl MarketDataHub {
             self.status.watchers = self.watchers.len();
         }
         let data = serde_json::to_value(&*snapshot).unwrap_or_default();
-        self.bus.do_send(Publish(EventDraft {
+        let event = EventDraft {
             channel: Channel::MarketData,
             kind: "snapshot",
             account_id: None,
@@ -306,12 +316,12 @@ impl MarketDataHub {
             symbol: Some(self.symbol.to_string()),
             ts: now,
             data: data.clone(),
-        }));
+        };
         let candles = self.new_candles("5m", &p.k5);
         let mut candles4 = self.new_candles("4h", &p.k4);
         let mut all = candles;
         all.append(&mut candles4);
-        self.recorder.do_send(RecordSnapshot {
+        let rows = Rows::Snapshot {
             snapshot: MarketSnapshotRow {
                 id: snapshot.id,
                 ts: snapshot.timestamp,
@@ -324,7 +334,8 @@ impl MarketDataHub {
                 data,
             },
             candles: all,
-        });
+        };
+        self.last_write = Some(self.store.write(Write::new(vec![rows], vec![event])));
         self.latest = Some(snapshot);
     }
 

@@ -94,7 +94,7 @@ pub struct WatchSymbol {
 #[rtype(result = "()")]
 pub struct UnwatchSymbol(pub AccountId);
 
-/// Stop polling for good (shutdown): nothing more reaches the Recorder or the
+/// Stop polling for good (shutdown): nothing more reaches the store or the
 /// ExecutionActors from this hub; a poll in flight is discarded.
 #[derive(Message)]
 #[rtype(result = "()")]

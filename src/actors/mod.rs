@@ -1,5 +1,6 @@
 //! The actor topology (DESIGN §2): Supervisor -> MarketDataHubs, Account trees
-//! (Account -> DecisionActor + ExecutionActor), EventBus, Recorder. The message
+//! (Account -> DecisionActor + ExecutionActor), EventBus. Every write goes through the
+//! store (`crate::store`), which publishes the events of durable rows. The message
 //! contract is in [`messages`]; events in [`events`].
 
 pub mod account;
@@ -9,6 +10,5 @@ pub mod events;
 pub mod execution;
 pub mod market_data;
 pub mod messages;
-pub mod recorder;
 pub mod supervisor;
 pub mod tree;

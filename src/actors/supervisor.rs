@@ -11,18 +11,18 @@
 //! backoff; restarts reload the state from the database; shutdown first stops the hubs
 //! (`StopPolling`: no new snapshots or price ticks), then drains every account (no new
 //! cycles, in-flight cycles and queued ticks finish) within the deadline, so that
-//! nothing reaches the Recorder after its final flush.
+//! nothing reaches the store after its final flush.
 
 use crate::actors::account::{Account, SharedSettings};
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::market_data::MarketDataHub;
 use crate::actors::messages::*;
-use crate::actors::recorder::Recorder;
 use crate::actors::tree::Tree;
 use crate::config::{AccountConfig, Settings};
 use crate::domain::types::{AccountId, Symbol};
 use crate::exchange::aster::{MarketClient, RetryPolicy};
+use crate::store::Store;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use slog::{error, info, Logger};
@@ -51,7 +51,7 @@ struct Slot {
 /// The root of the actor tree.
 pub struct Supervisor {
     bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
     hubs: BTreeMap<(String, Symbol), Addr<MarketDataHub>>,
     accounts: BTreeMap<AccountId, Slot>,
     shutting_down: bool,
@@ -116,7 +116,7 @@ impl Supervisor {
     pub fn build(
         settings: &Settings,
         bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: &Logger,
         market_log: &Logger,
         llm_log: &Logger,
@@ -164,7 +164,7 @@ impl Supervisor {
                     client.clone(),
                     settings.market_data.clone(),
                     bus.clone(),
-                    recorder.clone(),
+                    store.clone(),
                     market_log,
                 );
                 let arbiter = &pool[hubs.len() % pool.len()];
@@ -187,7 +187,7 @@ impl Supervisor {
         }
         Ok(Supervisor {
             bus,
-            recorder,
+            store,
             hubs,
             accounts,
             shutting_down: false,
@@ -225,18 +225,17 @@ impl Supervisor {
         };
         let tree = Tree::new();
         let member = tree.clone();
-        let (cfg, shared, bus, recorder, restarts, log, llm_log) = (
+        let (cfg, shared, bus, store, restarts, log, llm_log) = (
             slot.cfg.clone(),
             self.shared.clone(),
             self.bus.clone(),
-            self.recorder.clone(),
+            self.store.clone(),
             slot.restarts,
             self.log.clone(),
             self.llm_log.clone(),
         );
         let addr = Account::start_in_arbiter(&arbiter.handle(), move |_| {
-            Account::new(cfg, shared, hubs, bus, recorder, restarts, &log, &llm_log)
-                .in_tree(&member)
+            Account::new(cfg, shared, hubs, bus, store, restarts, &log, &llm_log).in_tree(&member)
         });
         slot.addr = Some(addr);
         slot.tree = Some(tree);
@@ -439,7 +438,7 @@ impl Handler<Shutdown> for Supervisor {
         let log = self.log.clone();
         Box::pin(async move {
             // The hubs first: no snapshot or price tick after this (a poll in flight
-            // is discarded), so nothing reaches the Recorder after its final flush.
+            // is discarded), so nothing reaches the store after its final flush.
             let stops = futures_util::future::join_all(hubs.iter().map(|h| h.send(StopPolling)));
             if tokio::time::timeout(msg.deadline, stops).await.is_err() {
                 error!(

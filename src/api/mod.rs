@@ -39,6 +39,8 @@ pub const MAX_LIMIT: i64 = 1000;
 pub struct ApiState {
     /// Database pool for reads.
     pub pool: DbPool,
+    /// The write path (its health is part of `/status`).
+    pub store: crate::store::Store,
     /// The root actor (live status).
     pub supervisor: Addr<Supervisor>,
     /// The event bus (WebSocket sessions subscribe to it).
@@ -217,6 +219,7 @@ async fn status(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
         "accounts": s.accounts,
         "market_data": s.market_data,
         "venues": s.venues,
+        "storage": state.store.health(),
     })))
 }
 

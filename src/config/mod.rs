@@ -128,6 +128,8 @@ pub struct Settings {
     pub market_data: MarketDataSettings,
     /// The actor runtime (the arbiter pool).
     pub runtime: RuntimeSettings,
+    /// The durable write path (queue, batches, spool, outage rule).
+    pub storage: StorageSettings,
     /// Global kill switch (`kill_switch: true`): no account opens anything new.
     pub kill_switch: bool,
     /// Settings shared by every LLM account.
@@ -188,6 +190,44 @@ pub fn default_arbiters() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
+}
+
+/// The durable write path (`src/store/`): how much it holds in memory, how large a
+/// batch gets, when PostgreSQL counts as slow, and when an outage stops new entries.
+#[derive(Clone, Debug, Serialize)]
+pub struct StorageSettings {
+    /// Rows the in-memory queue holds before producers wait (`storage.queue_capacity`).
+    pub queue_capacity: usize,
+    /// Most rows one transaction writes (`storage.batch_rows`).
+    pub batch_rows: usize,
+    /// A commit slower than this sends the following batches to the spool while the
+    /// database catches up (`storage.slow_commit`).
+    #[serde(with = "humantime_serde_compat")]
+    pub slow_commit: Duration,
+    /// While PostgreSQL has been unreachable for longer than this, no account opens a
+    /// new position; closing and exits keep working (`storage.halt_entries_after`).
+    #[serde(with = "humantime_serde_compat")]
+    pub halt_entries_after: Duration,
+}
+
+/// Default rows held in memory by the write queue.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 50_000;
+/// Default rows per write transaction.
+pub const DEFAULT_BATCH_ROWS: usize = 5_000;
+/// Default commit time above which PostgreSQL counts as slow.
+pub const DEFAULT_SLOW_COMMIT: Duration = Duration::from_secs(5);
+/// Default database outage after which new entries are refused.
+pub const DEFAULT_HALT_ENTRIES_AFTER: Duration = Duration::from_secs(60);
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            slow_commit: DEFAULT_SLOW_COMMIT,
+            halt_entries_after: DEFAULT_HALT_ENTRIES_AFTER,
+        }
+    }
 }
 
 /// Paper (simulated) or live trading.
@@ -591,12 +631,24 @@ fn defaults() -> figment::value::Dict {
         Value::from(humantime::format_duration(DEFAULT_REQUEST_TIMEOUT).to_string()),
     );
     md.insert("max_retries".into(), Value::from(DEFAULT_MAX_RETRIES));
+    let mut storage = Dict::new();
+    storage.insert("queue_capacity".into(), Value::from(DEFAULT_QUEUE_CAPACITY));
+    storage.insert("batch_rows".into(), Value::from(DEFAULT_BATCH_ROWS));
+    storage.insert(
+        "slow_commit".into(),
+        Value::from(humantime::format_duration(DEFAULT_SLOW_COMMIT).to_string()),
+    );
+    storage.insert(
+        "halt_entries_after".into(),
+        Value::from(humantime::format_duration(DEFAULT_HALT_ENTRIES_AFTER).to_string()),
+    );
     let mut top = Dict::new();
     top.insert("api".into(), Value::from(api));
     top.insert("log_dir".into(), Value::from(DEFAULT_LOG_DIR));
     top.insert("data_dir".into(), Value::from(DEFAULT_DATA_DIR));
     top.insert("log_level".into(), Value::from(DEFAULT_LOG_LEVEL));
     top.insert("market_data".into(), Value::from(md));
+    top.insert("storage".into(), Value::from(storage));
     top
 }
 
@@ -771,6 +823,7 @@ fn load_in(
             database_url: top.database_url,
             market_data: top.market_data,
             runtime: top.runtime,
+            storage: top.storage,
             kill_switch: top.kill_switch,
             llm: top.llm,
             accounts,

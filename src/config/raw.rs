@@ -136,6 +136,7 @@ pub(crate) struct RawTop {
     pub database_url: Option<Scalar>,
     pub market_data: Option<RawMarketData>,
     pub runtime: Option<RawRuntime>,
+    pub storage: Option<RawStorage>,
     pub kill_switch: Option<Scalar>,
     pub llm: Option<RawLlmGlobal>,
     #[allow(dead_code)]
@@ -206,6 +207,16 @@ pub(crate) struct RawMarketData {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRuntime {
     pub arbiters: Option<Scalar>,
+}
+
+/// `storage:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    pub queue_capacity: Option<Scalar>,
+    pub batch_rows: Option<Scalar>,
+    pub slow_commit: Option<Scalar>,
+    pub halt_entries_after: Option<Scalar>,
 }
 
 /// One entry of `accounts:` (also built from the original environment formats).

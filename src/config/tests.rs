@@ -1238,6 +1238,64 @@ fn llm_block_errors_name_account_and_field() {
 }
 
 #[test]
+fn storage_block_defaults_values_and_errors() {
+    let s = Dir::new()
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    assert_eq!(s.storage.queue_capacity, 50_000);
+    assert_eq!(s.storage.batch_rows, 5_000);
+    assert_eq!(s.storage.slow_commit, Duration::from_secs(5));
+    assert_eq!(s.storage.halt_entries_after, Duration::from_secs(60));
+
+    let s = Dir::new()
+        .with(
+            "vibex.toml",
+            "[storage]\nqueue_capacity = 2000\nbatch_rows = 500\nslow_commit = \"2s\"\n\
+             halt_entries_after = \"90s\"\n",
+        )
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    assert_eq!(s.storage.queue_capacity, 2000);
+    assert_eq!(s.storage.batch_rows, 500);
+    assert_eq!(s.storage.slow_commit, Duration::from_secs(2));
+    assert_eq!(s.storage.halt_entries_after, Duration::from_secs(90));
+
+    for (toml, fragment) in [
+        (
+            "[storage]\nqueue_capacity = 1000\nbatch_rows = 5000\n",
+            "field \"storage.queue_capacity\": 1000 is below storage.batch_rows (5000)",
+        ),
+        (
+            "[storage]\nbatch_rows = 0\n",
+            "field \"storage.batch_rows\": 0 is outside 1..=100000",
+        ),
+        (
+            "[storage]\nhalt_entries_after = \"0s\"\n",
+            "field \"storage.halt_entries_after\": must be longer than zero",
+        ),
+        (
+            "[storage]\nslow_commit = 5\n",
+            "field \"storage.slow_commit\": 5 is not a duration",
+        ),
+        (
+            "[storage]\nspool_dir = \"/x\"\n",
+            "unknown key \"spool_dir\"",
+        ),
+    ] {
+        let e = Dir::new()
+            .with("vibex.toml", toml)
+            .with("accounts.yaml", &yaml_with_account(""))
+            .error(&[]);
+        assert!(
+            e.contains("vibex.toml") && e.contains(fragment),
+            "{toml}: {e}"
+        );
+    }
+}
+
+#[test]
 fn the_arbiter_pool_defaults_to_the_cores_and_is_bounded() {
     let s = Dir::new()
         .with("accounts.yaml", &yaml_with_account(""))

@@ -8,14 +8,14 @@
 
 use super::raw::{
     AssetsInput, RawAccount, RawApi, RawAster, RawLlm, RawLlmGlobal, RawMarketData, RawOpenRouter,
-    RawPaper, RawPrice, RawRisk, Scalar,
+    RawPaper, RawPrice, RawRisk, RawStorage, Scalar,
 };
 use super::{
     AccountConfig, ApiSettings, AsterConfig, CycleInterval, LlmConfig, LlmGlobalSettings,
     MarginType, MarketDataSettings, ModelPrice, OpenRouterConfig, PaperConfig, RiskConfig,
-    SigningMode, StructuredOutput, TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL,
-    DEFAULT_ASTERDEX_WS_URL, DEFAULT_OPENROUTER_BASE_URL, DEFAULT_RECV_WINDOW_MS, LOG_LEVELS,
-    MAX_LEVERAGE, MAX_RECV_WINDOW_MS,
+    SigningMode, StorageSettings, StructuredOutput, TradingMode, BUILTIN_POLICIES,
+    DEFAULT_ASTERDEX_BASE_URL, DEFAULT_ASTERDEX_WS_URL, DEFAULT_OPENROUTER_BASE_URL,
+    DEFAULT_RECV_WINDOW_MS, LOG_LEVELS, MAX_LEVERAGE, MAX_RECV_WINDOW_MS,
 };
 use crate::domain::types::{AccountId, Asset};
 use crate::secret::Secret;
@@ -912,6 +912,7 @@ pub(crate) struct TopLevel {
     pub database_url: Option<Secret>,
     pub market_data: MarketDataSettings,
     pub runtime: super::RuntimeSettings,
+    pub storage: StorageSettings,
     pub kill_switch: bool,
     pub llm: LlmGlobalSettings,
 }
@@ -947,6 +948,7 @@ pub(crate) fn top_level(
                 .and_then(|n| usize::try_from(n).ok())
                 .unwrap_or_else(super::default_arbiters),
         },
+        storage: storage(&mut c, raw.storage.unwrap_or_default()),
         kill_switch: c.boolean("kill_switch", raw.kill_switch).unwrap_or(false),
         llm: llm_global(&mut c, raw.llm.unwrap_or_default()),
     };
@@ -1063,5 +1065,42 @@ fn market_data(c: &mut Check<'_>, raw: RawMarketData) -> MarketDataSettings {
             .whole("market_data.max_retries", raw.max_retries, 0, 100)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(super::DEFAULT_MAX_RETRIES),
+    }
+}
+
+/// The `storage:` block: the queue must hold at least one batch.
+fn storage(c: &mut Check<'_>, raw: RawStorage) -> StorageSettings {
+    let d = StorageSettings::default();
+    let batch_rows = c
+        .whole("storage.batch_rows", raw.batch_rows, 1, 100_000)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(d.batch_rows);
+    let queue_capacity = c
+        .whole(
+            "storage.queue_capacity",
+            raw.queue_capacity,
+            100,
+            10_000_000,
+        )
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(d.queue_capacity);
+    if queue_capacity < batch_rows {
+        c.fail(
+            "storage.queue_capacity",
+            format!(
+                "{queue_capacity} is below storage.batch_rows ({batch_rows}); the queue must \
+                 hold at least one batch"
+            ),
+        );
+    }
+    StorageSettings {
+        queue_capacity,
+        batch_rows,
+        slow_commit: c
+            .positive_duration("storage.slow_commit", raw.slow_commit)
+            .unwrap_or(d.slow_commit),
+        halt_entries_after: c
+            .positive_duration("storage.halt_entries_after", raw.halt_entries_after)
+            .unwrap_or(d.halt_entries_after),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Entry point: [`EmbeddedPostgres::start`]. With no `DATABASE_URL`, `vibex run` starts
 //! one from the installed server binaries, connects to it on loopback with a generated
-//! password, and stops it on shutdown.
+//! password, and stops it on shutdown. [`EmbeddedPostgres::start_on`] starts it again
+//! on a known port (tests stop and restart a cluster to play a database outage).
 //!
 //! Invariants:
 //! - The server is a direct child of this process (not daemonised by `pg_ctl`) and
@@ -163,6 +164,12 @@ impl EmbeddedPostgres {
     /// server user cannot reach `dir`), then creates the application database. Blocks
     /// until the server accepts connections.
     pub fn start(dir: &Path) -> Result<Self, EmbeddedPgError> {
+        Self::start_on(dir, None)
+    }
+
+    /// [`Self::start`] on `port` (a free one when `None`): a cluster stopped and
+    /// started again on the same port is what clients see in a database outage.
+    pub fn start_on(dir: &Path, port: Option<u16>) -> Result<Self, EmbeddedPgError> {
         fs::create_dir_all(dir).map_err(|e| io_err("create the data directory", dir, e))?;
         let root = dir
             .canonicalize()
@@ -187,7 +194,10 @@ impl EmbeddedPostgres {
             init_cluster(&bin, &root, &cluster, owner, &password)?;
         }
         remove_stale_pid(&cluster);
-        let port = free_port().map_err(|e| io_err("find a free port", &root, e))?;
+        let port = match port {
+            Some(p) => p,
+            None => free_port().map_err(|e| io_err("find a free port", &root, e))?,
+        };
         let log_path = root.join("server.log");
         let log = OpenOptions::new()
             .create(true)

@@ -4,7 +4,7 @@
 //! Entry points: [`connect`] (pool), [`run_migrations`] (embedded `migrations/`),
 //! [`queries`] (plain functions over `&mut PgConnection`), [`embedded::EmbeddedPostgres`].
 //! Invariant: diesel is blocking; nothing here runs on an actor's event loop (the
-//! Recorder runs on a `SyncArbiter`, the API calls through `web::block`).
+//! store's writer and readers are plain threads, the API calls through `web::block`).
 
 pub mod embedded;
 pub mod mapping;

@@ -1,5 +1,6 @@
 //! Row types: one struct per table, used both to insert and to read (the API serialises
-//! them as they are). `order_events` has a separate insert form (its id is a sequence).
+//! them as they are; the write path's spool stores them as JSON and reads them back).
+//! `order_events` has a separate insert form (its id is a sequence).
 //!
 //! Rows that carry a venue id (`FillRow::venue_trade_id`, `IncomeRow::venue_tran_id`)
 //! are stored at most once per account (and kind): a repeat is skipped by the insert
@@ -9,11 +10,11 @@ use crate::db::schema::*;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An account as registered in the database (its configuration, masked, and paper state).
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
 pub struct AccountRow {
     pub id: String,
@@ -32,7 +33,7 @@ pub struct AccountRow {
 }
 
 /// One OHLCV bar of a venue's symbol.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = candles, check_for_backend(diesel::pg::Pg))]
 pub struct CandleRow {
     pub venue: String,
@@ -48,7 +49,7 @@ pub struct CandleRow {
 }
 
 /// A market snapshot as computed by a MarketDataHub (the full snapshot is in `data`).
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = market_snapshots, check_for_backend(diesel::pg::Pg))]
 pub struct MarketSnapshotRow {
     pub id: Uuid,
@@ -63,7 +64,7 @@ pub struct MarketSnapshotRow {
 }
 
 /// One call to a model: prompt, raw answer, parse and risk outcome, usage.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = llm_interactions, check_for_backend(diesel::pg::Pg))]
 pub struct LlmInteractionRow {
     pub id: Uuid,
@@ -84,7 +85,7 @@ pub struct LlmInteractionRow {
 }
 
 /// One asset's decision in one cycle, with what the risk rules made of it.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = decisions, check_for_backend(diesel::pg::Pg))]
 pub struct DecisionRow {
     pub id: Uuid,
@@ -111,7 +112,7 @@ pub struct DecisionRow {
 }
 
 /// An order and its current state (the lifecycle is in `order_events`).
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
 pub struct OrderRow {
     pub id: Uuid,
@@ -137,7 +138,7 @@ pub struct OrderRow {
 }
 
 /// One step in an order's life, as read back.
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, Deserialize)]
 #[diesel(table_name = order_events, check_for_backend(diesel::pg::Pg))]
 pub struct OrderEventRow {
     pub id: i64,
@@ -150,7 +151,7 @@ pub struct OrderEventRow {
 }
 
 /// Insert form of [`OrderEventRow`].
-#[derive(Clone, Debug, Insertable)]
+#[derive(Clone, Debug, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = order_events)]
 pub struct NewOrderEvent {
     pub ts: DateTime<Utc>,
@@ -162,7 +163,7 @@ pub struct NewOrderEvent {
 }
 
 /// An execution (trade) of an order.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = fills, check_for_backend(diesel::pg::Pg))]
 pub struct FillRow {
     pub id: Uuid,
@@ -184,7 +185,7 @@ pub struct FillRow {
 }
 
 /// A position from open to close (one row per lifecycle, updated in place).
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize)]
 #[diesel(table_name = positions, check_for_backend(diesel::pg::Pg), treat_none_as_null = true)]
 pub struct PositionRow {
     pub id: Uuid,
@@ -222,7 +223,7 @@ impl PositionRow {
 }
 
 /// Balance and equity of an account at the end of a cycle.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = equity_snapshots, check_for_backend(diesel::pg::Pg))]
 pub struct EquitySnapshotRow {
     pub ts: DateTime<Utc>,
@@ -236,7 +237,7 @@ pub struct EquitySnapshotRow {
 }
 
 /// A trading diary entry (the original system's shape).
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = diary_entries, check_for_backend(diesel::pg::Pg))]
 pub struct DiaryEntryRow {
     pub id: Uuid,
@@ -260,7 +261,7 @@ pub struct DiaryEntryRow {
 }
 
 /// A correction of local state to the venue's (exchange is authoritative).
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = reconciliation_events, check_for_backend(diesel::pg::Pg))]
 pub struct ReconciliationRow {
     pub id: Uuid,
@@ -279,7 +280,7 @@ pub type ReconciliationEventRow = ReconciliationRow;
 /// A wallet movement the venue reports (its income history): realized PnL, funding,
 /// commission, liquidation fee, transfer. Stored once per `(account_id, kind,
 /// venue_tran_id)`.
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = income_events, check_for_backend(diesel::pg::Pg))]
 pub struct IncomeRow {
     pub id: Uuid,

@@ -1,11 +1,12 @@
 //! Every query the daemon makes, as plain functions over `&mut PgConnection` (they do
-//! not care where the connection came from: the Recorder's pool, the API's, a test's).
+//! not care where the connection came from: the store's writer and readers, the API's pool, a test's).
 //!
 //! Invariant: a fill with a `venue_trade_id` is stored at most once per account, an
 //! income event with a `venue_tran_id` at most once per account and kind ([`insert_fills`],
 //! [`insert_income`]): a repeat is skipped inside the insert (`INSERT ... SELECT ...
 //! WHERE NOT EXISTS`), never an error. This relies on one writer per account (the
-//! Recorder), which the daemon guarantees; the lookup indexes are not unique because a
+//! store's writer thread, which also drops repeats within one of its batches), which
+//! the daemon guarantees; the lookup indexes are not unique because a
 //! unique index on a hypertable must contain `ts`.
 
 use crate::db::models::*;
@@ -145,8 +146,9 @@ pub fn insert_equity(conn: &mut PgConnection, row: &EquitySnapshotRow) -> QueryR
         .execute(conn)
 }
 
-/// Everything one execution step changed, written in one transaction.
-#[derive(Clone, Debug, Default)]
+/// Everything one execution step changed, written in one transaction (serialisable:
+/// the write path spools it as is while PostgreSQL is down).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExecutionBatch {
     /// Orders created or changed (upserted by id).
     pub orders: Vec<OrderRow>,

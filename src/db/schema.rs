@@ -183,6 +183,8 @@ diesel::table! {
         equity -> Numeric,
         used_margin -> Numeric,
         available -> Numeric,
+        /// When the row reached PostgreSQL (set by the database, never inserted).
+        recorded_at -> Timestamptz,
     }
 }
 
@@ -236,6 +238,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The last batch each writer committed (exactly-once, see `src/store/`).
+    store_marker (writer_id) {
+        writer_id -> Text,
+        batch_id -> Int8,
+        writes -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     candles,
@@ -250,4 +262,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     diary_entries,
     reconciliation_events,
     income_events,
+    store_marker,
 );

@@ -4,6 +4,8 @@
 //! Rules only ever block or shrink what adds exposure; closing a position is always
 //! allowed. Which rule clamps and which refuses:
 //! - kill switch on (the account's or the global one): refuse new exposure;
+//! - PostgreSQL unreachable for longer than `storage.halt_entries_after`: refuse new
+//!   exposure until it answers again (what vibex does cannot be stored, only spooled);
 //! - the day's loss reached `risk.max_daily_loss_pct` of the day's start equity:
 //!   refuse new exposure until UTC midnight;
 //! - reversing an open position (an entry on the other side) before the model asked
@@ -41,6 +43,9 @@ pub struct RiskLimits {
     pub hysteresis_cycles: u32,
     /// Stop new entries after losing this percentage of the day's start equity.
     pub max_daily_loss_pct: Option<Decimal>,
+    /// Stop new entries while the database has been unreachable this long
+    /// (`storage.halt_entries_after`); `None` never stops.
+    pub halt_entries_after: Option<Duration>,
 }
 
 /// The facts a check needs about the asset and the account.
@@ -64,6 +69,8 @@ pub struct RiskInput {
     pub reversal_streak: u32,
     /// The exit plan recorded with the open position, if any.
     pub exit_plan: Option<String>,
+    /// How long the database has been unreachable, if it is (the write path spools).
+    pub database_unreachable_for: Option<Duration>,
 }
 
 /// What the rules made of a decision.
@@ -133,6 +140,16 @@ pub fn check(decision: &TradeDecision, limits: &RiskLimits, input: &RiskInput) -
     }
     if limits.kill_switch {
         return refuse("kill switch is on: no new positions".into());
+    }
+    if let (Some(limit), Some(down)) = (limits.halt_entries_after, input.database_unreachable_for) {
+        if down >= limit {
+            return refuse(format!(
+                "the database has been unreachable for {}s (storage.halt_entries_after is {}s): \
+                 no new positions until it answers; closing is allowed",
+                down.as_secs(),
+                limit.as_secs()
+            ));
+        }
     }
     if let (Some(pct), Some(start)) = (limits.max_daily_loss_pct, input.day_start_equity) {
         if start > Decimal::ZERO {
@@ -306,6 +323,7 @@ mod tests {
             day_start_equity: Some(dec!(1000)),
             reversal_streak: 1,
             exit_plan: None,
+            database_unreachable_for: None,
         }
     }
 
@@ -477,5 +495,45 @@ mod tests {
         assert!(
             matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("global kill switch"))
         );
+    }
+
+    #[test]
+    fn a_long_database_outage_refuses_entries_but_not_closing() {
+        let limits = RiskLimits {
+            halt_entries_after: Some(Duration::from_secs(60)),
+            ..limits()
+        };
+        let mut down = input(None);
+        down.database_unreachable_for = Some(Duration::from_secs(59));
+        assert!(
+            matches!(
+                check(&buy(dec!(100), None, None), &limits, &down),
+                RiskVerdict::Approved { .. }
+            ),
+            "a short outage does not stop trading"
+        );
+        down.database_unreachable_for = Some(Duration::from_secs(60));
+        match check(&buy(dec!(100), None, None), &limits, &down) {
+            RiskVerdict::Refused { reason } => {
+                assert!(
+                    reason.contains("database has been unreachable for 60s"),
+                    "{reason}"
+                );
+                assert!(reason.contains("storage.halt_entries_after"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Closing a short with a buy of 0 is still allowed.
+        let mut short = input(Some(PositionSide::Short));
+        short.database_unreachable_for = Some(Duration::from_secs(600));
+        assert!(matches!(
+            check(&buy(dec!(0), None, None), &limits, &short),
+            RiskVerdict::Approved { .. }
+        ));
+        // No limit configured: never stops.
+        assert!(matches!(
+            check(&buy(dec!(100), None, None), &self::limits(), &down),
+            RiskVerdict::Approved { .. }
+        ));
     }
 }

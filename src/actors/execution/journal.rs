@@ -1,29 +1,31 @@
-//! The journal of one account's execution: what the engine changed becomes database
-//! rows (through the Recorder), WebSocket events (through the EventBus) and log lines;
-//! the newest fills and diary entries are kept at hand for the prompt context.
+//! The journal of one account's execution: what the engine changed becomes one write
+//! of the store — the rows and the WebSocket events that announce them (published once
+//! the rows are durable) — and log lines; the newest fills and diary entries are kept
+//! at hand for the prompt context.
 //!
-//! Entry points: [`Journal::record`] (in send order, not awaited),
-//! [`Journal::record_durable`] (returns once the rows are written: an order's intent
-//! before it is sent to a remote venue), [`Journal::notices`] (the engine's log lines).
+//! Entry points: [`Journal::record`] (queued in call order, not awaited),
+//! [`Journal::flushed`] (waits until the last write is in the store's queue: the
+//! ExecutionActor's backpressure), [`Journal::record_durable`] (returns once the rows
+//! are durable, in PostgreSQL or the spool: an order's intent before it is sent to a
+//! remote venue), [`Journal::notices`] (the engine's log lines).
 
-use crate::actors::event_bus::EventBus;
+use crate::actors::account::RECENT_HISTORY;
 use crate::actors::events::{Channel, EventDraft};
-use crate::actors::messages::Publish;
-use crate::actors::recorder::{RecordExecution, Recorder, RECENT_HISTORY};
 use crate::db::mapping::batch_of;
 use crate::db::queries::ExecutionBatch;
 use crate::domain::types::{AccountId, CycleId};
 use crate::engine::{Changes, DiaryEntry, Fill, Level, Notice};
-use actix::Addr;
+use crate::store::{Queued, Rows, Store, Write};
 use rust_decimal::Decimal;
 use slog::{info, warn, Logger};
 use std::collections::VecDeque;
 
-/// Rows to the Recorder, events to the bus, lines to the log. See the module docs.
+/// Rows and their events to the store, lines to the log. See the module docs.
 pub struct Journal {
     account_id: AccountId,
-    bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
+    store: Store,
+    /// The last write's place in the store's queue, until it is queued.
+    last_write: Option<Queued>,
     log: Logger,
     /// The newest fills, newest first.
     pub recent_fills: VecDeque<Fill>,
@@ -37,16 +39,15 @@ impl Journal {
     /// A journal for `account_id`, starting from the stored recent history.
     pub fn new(
         account_id: AccountId,
-        bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: Logger,
         recent_fills: Vec<Fill>,
         recent_diary: Vec<DiaryEntry>,
     ) -> Journal {
         Journal {
             account_id,
-            bus,
-            recorder,
+            store,
+            last_write: None,
             log,
             recent_fills: recent_fills.into_iter().collect(),
             recent_diary: recent_diary.into_iter().collect(),
@@ -54,54 +55,62 @@ impl Journal {
         }
     }
 
-    /// Publishes an account event on `channel`.
+    /// Announces an account event on `channel`, after the writes queued before it.
     pub fn publish(
-        &self,
+        &mut self,
         channel: Channel,
         kind: &'static str,
         cycle: Option<CycleId>,
         data: serde_json::Value,
     ) {
-        self.bus.do_send(Publish(EventDraft::account(
-            channel,
-            kind,
-            &self.account_id,
-            cycle,
-            data,
-        )));
+        let draft = EventDraft::account(channel, kind, &self.account_id, cycle, data);
+        self.write(Write::events(vec![draft]));
     }
 
-    /// Records what changed (in send order) and announces it.
-    pub fn record(&mut self, changes: &Changes, cycle: Option<CycleId>) {
-        if let Some(batch) = self.prepare(changes, cycle) {
-            self.recorder.do_send(RecordExecution(batch));
+    /// Queues a write (in call order) and remembers its place for [`Self::flushed`].
+    pub fn write(&mut self, w: Write) {
+        self.last_write = Some(self.store.write(w));
+    }
+
+    /// Waits until the last write is in the store's queue (at once unless the queue is
+    /// full: the account's backpressure).
+    pub async fn flushed(&mut self) {
+        if let Some(queued) = self.last_write.take() {
+            // Refused only once the store is closed (shutdown).
+            let _ = queued.await;
         }
     }
 
-    /// Like [`Self::record`], but returns only once the rows are written. If the rows
-    /// cannot be made durable that is an error: the caller does not send the order.
+    /// Records what changed and announces it once durable (in call order).
+    pub fn record(&mut self, changes: &Changes, cycle: Option<CycleId>) {
+        if let Some((batch, events)) = self.prepare(changes, cycle) {
+            self.write(Write::new(vec![Rows::Execution(batch)], events));
+        }
+    }
+
+    /// Like [`Self::record`], but returns only once the rows are durable (PostgreSQL or
+    /// the spool). If they cannot be made durable that is an error: the caller does not
+    /// send the order.
     pub async fn record_durable(
         &mut self,
         changes: &Changes,
         cycle: Option<CycleId>,
     ) -> Result<(), String> {
-        let Some(batch) = self.prepare(changes, cycle) else {
+        let Some((batch, events)) = self.prepare(changes, cycle) else {
             return Ok(());
         };
-        self.recorder
-            .send(RecordExecution(batch))
-            .await
-            .map_err(|e| {
-                let msg = format!("the database writer is gone ({e}); order not sent");
-                warn!(self.log, "could not record an order before sending it"; "error" => &msg);
-                msg
-            })
+        let w = Write::new(vec![Rows::Execution(batch)], events);
+        self.store.write_durable(w).await.map(|_| ()).map_err(|e| {
+            let msg = format!("the order's row could not be made durable ({e}); order not sent");
+            warn!(self.log, "could not record an order before sending it"; "error" => &msg);
+            msg
+        })
     }
 
     /// Records rows that are not the engine's (the paper wallet, revalued positions).
     pub fn record_rows(&mut self, batch: ExecutionBatch) {
         if !batch.is_empty() {
-            self.recorder.do_send(RecordExecution(batch));
+            self.write(Write::rows(vec![Rows::Execution(batch)]));
         }
     }
 
@@ -125,9 +134,13 @@ impl Journal {
         }
     }
 
-    /// Keeps the recent history, logs and publishes what `changes` did; the rows, or
-    /// `None` when nothing changed.
-    fn prepare(&mut self, changes: &Changes, cycle: Option<CycleId>) -> Option<ExecutionBatch> {
+    /// Keeps the recent history and logs what `changes` did; the rows and the events
+    /// that announce them, or `None` when nothing changed.
+    fn prepare(
+        &mut self,
+        changes: &Changes,
+        cycle: Option<CycleId>,
+    ) -> Option<(ExecutionBatch, Vec<EventDraft>)> {
         if changes.is_empty() {
             return None;
         }
@@ -141,11 +154,9 @@ impl Journal {
         self.recent_fills.truncate(RECENT_HISTORY as usize);
         self.recent_diary.truncate(RECENT_HISTORY as usize);
         let batch = batch_of(changes);
-        for draft in events_of(&self.account_id, &batch, cycle) {
-            self.bus.do_send(Publish(draft));
-        }
+        let events = events_of(&self.account_id, &batch, cycle);
         self.log_rows(&batch);
-        Some(batch)
+        Some((batch, events))
     }
 
     fn log_rows(&self, batch: &ExecutionBatch) {

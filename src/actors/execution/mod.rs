@@ -17,15 +17,15 @@
 
 pub mod journal;
 
+use crate::actors::account::StoredAccount;
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::*;
-use crate::actors::recorder::{FindOrder, RecordEquity, Recorder, StoredAccount};
 use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, TradingMode};
 use crate::db::mapping::{read_all, RowError};
-use crate::db::models::PositionRow;
-use crate::db::queries::ExecutionBatch;
+use crate::db::models::{EquitySnapshotRow, PositionRow};
+use crate::db::queries::{self, ExecutionBatch};
 use crate::domain::paper::PaperSettings;
 use crate::domain::types::{utc_midnight, CycleId, Symbol};
 use crate::engine::{
@@ -38,6 +38,7 @@ use crate::exchange::aster::user_stream::{self, StreamSignal};
 use crate::exchange::error::VenueError;
 use crate::exchange::sim::SimExchange;
 use crate::exchange::venue::Exchange;
+use crate::store::{Rows, Store, Write};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use journal::Journal;
@@ -59,7 +60,7 @@ pub struct Core {
     pub sim: Option<Arc<SimExchange>>,
     /// Why the last reconciliation failed, while it does.
     pub venue_error: Option<String>,
-    recorder: Addr<Recorder>,
+    store: Store,
     log: Logger,
 }
 
@@ -71,7 +72,7 @@ impl Core {
         journal: Journal,
         venue: Arc<dyn Exchange>,
         sim: Option<Arc<SimExchange>>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: Logger,
     ) -> Core {
         Core {
@@ -80,15 +81,22 @@ impl Core {
             venue,
             sim,
             venue_error: None,
-            recorder,
+            store,
             log,
         }
     }
 
     /// Runs one input through the engine until its job is over: records the changes,
     /// makes intents durable before their requests are sent, performs the requests in
-    /// order and hands each answer back.
+    /// order and hands each answer back; returns once its writes are queued in the
+    /// store (waiting while the store's queue is full: backpressure).
     pub async fn run(&mut self, input: Input, cycle: Option<CycleId>) -> Outcome {
+        let outcome = self.drive(input, cycle).await;
+        self.journal.flushed().await;
+        outcome
+    }
+
+    async fn drive(&mut self, input: Input, cycle: Option<CycleId>) -> Outcome {
         let mut queue: VecDeque<(crate::engine::RequestId, Request)> = VecDeque::new();
         let mut unsendable: HashSet<crate::engine::RequestId> = HashSet::new();
         let mut fx = self.engine.handle(input, Utc::now());
@@ -179,18 +187,18 @@ impl Core {
             }
             Request::Income { since } => v.income(Some(since)).await.map(Reply::Income),
             Request::StoredOrder(key) => {
-                let found = self
-                    .recorder
-                    .send(FindOrder {
-                        account_id: self.engine.account_id().to_string(),
-                        key,
-                    })
-                    .await;
-                match found {
-                    Ok(Ok(row)) => Ok(Reply::StoredOrder(row)),
-                    Ok(Err(e)) => Err(store_error(e)),
-                    Err(e) => Err(store_error(e.to_string())),
-                }
+                let account = self.engine.account_id().to_string();
+                let row = self
+                    .store
+                    .read(move |conn| queries::find_order(conn, &account, &key))
+                    .await
+                    .map_err(|e| store_error(e.to_string()))?;
+                let order = row
+                    .as_ref()
+                    .map(Order::try_from)
+                    .transpose()
+                    .map_err(|e| store_error(e.to_string()))?;
+                Ok(Reply::StoredOrder(order))
             }
         }
     }
@@ -238,7 +246,6 @@ pub struct ExecutionActor {
     symbols: Vec<Symbol>,
     day_start: Option<(DateTime<Utc>, Decimal)>,
     bus: Addr<EventBus>,
-    recorder: Addr<Recorder>,
     log: Logger,
     /// The account tree this actor belongs to (it stops with the tree).
     tree: Option<TreeGuard>,
@@ -265,7 +272,7 @@ impl ExecutionActor {
         cfg: Arc<AccountConfig>,
         stored: StoredAccount,
         bus: Addr<EventBus>,
-        recorder: Addr<Recorder>,
+        store: Store,
         log: &Logger,
     ) -> Result<Self, String> {
         let log = log.new(slog::o!("component" => "execution"));
@@ -294,8 +301,7 @@ impl ExecutionActor {
             .collect();
         let journal = Journal::new(
             cfg.id.clone(),
-            bus.clone(),
-            recorder.clone(),
+            store.clone(),
             log.clone(),
             recent_fills,
             recent_diary,
@@ -358,14 +364,7 @@ impl ExecutionActor {
             book,
             Utc::now(),
         );
-        let core = Core::new(
-            engine,
-            journal,
-            exchange,
-            sim,
-            recorder.clone(),
-            log.clone(),
-        );
+        let core = Core::new(engine, journal, exchange, sim, store, log.clone());
         Ok(ExecutionActor {
             cfg,
             core: Arc::new(tokio::sync::Mutex::new(core)),
@@ -373,7 +372,6 @@ impl ExecutionActor {
             symbols,
             day_start,
             bus,
-            recorder,
             log,
             tree: None,
         })
@@ -481,6 +479,7 @@ impl Handler<PriceTick> for ExecutionActor {
                 );
                 sim.on_price(&tick.symbol, tick.mark_price, tick.ts);
                 core.settle().await;
+                core.journal.flushed().await;
             }
             core.engine.on_mark(&tick.symbol, tick.mark_price);
         };
@@ -566,28 +565,28 @@ impl Handler<Execute> for ExecutionActor {
                 report.fills += core.journal.fills_recorded.saturating_sub(fills_before);
             }
             let (revalued, equity) = core.engine.equity(msg.cycle_id, Utc::now());
-            // Revalued positions are stored, not published: the balance event carries it.
-            core.journal.record_rows(ExecutionBatch {
-                positions: revalued.iter().map(PositionRow::from).collect(),
-                ..Default::default()
-            });
-            let balance = core.engine.balance_json();
-            (report, equity, balance)
+            // Revalued positions are stored, not published: the balance event carries
+            // them. Queued behind the cycle's other rows, before the cycle completes.
+            let mut rows = Vec::new();
+            if !revalued.is_empty() {
+                rows.push(Rows::Execution(ExecutionBatch {
+                    positions: revalued.iter().map(PositionRow::from).collect(),
+                    ..Default::default()
+                }));
+            }
+            rows.push(Rows::Equity(EquitySnapshotRow::from(&equity)));
+            let balance = EventDraft::account(
+                Channel::Positions,
+                "balance",
+                core.engine.account_id(),
+                Some(msg.cycle_id),
+                core.engine.balance_json(),
+            );
+            core.journal.write(Write::new(rows, vec![balance]));
+            core.journal.flushed().await;
+            report
         };
-        Box::pin(
-            fut.into_actor(self)
-                .map(move |(report, equity, balance), act, _| {
-                    act.bus.do_send(Publish(EventDraft::account(
-                        Channel::Positions,
-                        "balance",
-                        &act.cfg.id,
-                        Some(msg.cycle_id),
-                        balance,
-                    )));
-                    act.recorder.do_send(RecordEquity((&equity).into()));
-                    report
-                }),
-        )
+        Box::pin(fut.into_actor(self))
     }
 }
 
