@@ -139,6 +139,33 @@ async fn four_hundred_accounts_all_trade_under_an_open_file_limit_of_1024() {
         "no panic: {}",
         tail(&d.stderr(), 40)
     );
+    // Nothing acknowledged was lost at shutdown: every completed cycle has its equity
+    // row, and the final flush says where everything went.
+    let completed = d
+        .log_file("trading.log")
+        .lines()
+        .filter(|l| l.contains("\"msg\":\"cycle completed\""))
+        .count();
+    let rows: i64 = {
+        use diesel::{QueryDsl, RunQueryDsl};
+        let pool = vibex::db::connect(&db.url, 1).expect("pool");
+        let mut conn = pool.get().expect("connection");
+        vibex::db::schema::equity_snapshots::table
+            .count()
+            .get_result(&mut conn)
+            .expect("count")
+    };
+    assert!(completed >= 800, "400 accounts cycled: {completed}");
+    assert_eq!(
+        rows as usize, completed,
+        "every completed cycle's equity row is in PostgreSQL after shutdown"
+    );
+    let app = d.log_file("app.log");
+    assert!(
+        app.contains("shutdown: queued writes flushed"),
+        "the final flush is reported"
+    );
+    assert!(!d.all_logs().contains("made durable nowhere"));
 }
 
 const CRASHY_KEY: &str = "crashy-key-51e0c7a9d3";
