@@ -25,6 +25,7 @@ use crate::actors::tree::{Tree, TreeGuard};
 use crate::config::{AccountConfig, LlmGlobalSettings};
 use crate::db::models::{AccountRow, DiaryEntryRow, FillRow, OrderRow, PositionRow};
 use crate::db::queries;
+use crate::domain::cadence;
 use crate::domain::policy::BuiltinPolicy;
 use crate::domain::types::{Asset, CycleId, Symbol};
 use crate::store::{Rows, Store, Write};
@@ -514,9 +515,22 @@ impl Actor for Account {
                 .start(),
             );
             act.set_state("active");
-            ctx.run_interval(act.cfg.interval.duration, |act, ctx| act.start_cycle(ctx));
-            // The first cycle as soon as the hubs have data.
-            ctx.run_later(Duration::from_millis(200), |act, ctx| act.start_cycle(ctx));
+            // The first cycle soon (the hubs' data arrive about then); the next ones at
+            // the account's own offset within its interval, so that many accounts spread
+            // their cycles over the interval (domain::cadence).
+            let interval = act.cfg.interval.duration;
+            let first = cadence::first_delay(act.cfg.id.as_str(), interval);
+            ctx.run_later(first, |act, ctx| act.start_cycle(ctx));
+            let offset = cadence::offset(act.cfg.id.as_str(), interval);
+            let mut next = cadence::until_next(Utc::now().timestamp_millis(), interval, offset);
+            if next < first + (interval / 2).min(Duration::from_secs(1)) {
+                // Too close behind the first cycle: the one after.
+                next += interval;
+            }
+            ctx.run_later(next, move |act, ctx| {
+                act.start_cycle(ctx);
+                ctx.run_interval(interval, |act, ctx| act.start_cycle(ctx));
+            });
         }));
     }
 

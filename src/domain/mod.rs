@@ -1,5 +1,7 @@
 //! Pure, synchronous trading logic: no actix, diesel or reqwest in here.
 
+/// When an account's cycles happen: a stable offset within the interval per account.
+pub mod cadence;
 /// Decisions and the account view they are made on.
 pub mod decision;
 /// Circuit breaker and daily budget in front of model calls.
