@@ -242,6 +242,8 @@ struct Run {
     pg_left: usize,
     /// `(cycle_id, duration_ms)` of every `cycle completed` line.
     cycles: Vec<(String, f64)>,
+    /// `(unix seconds, duration_ms)` of every `cycle completed` line.
+    cycle_times: Vec<(f64, f64)>,
     /// Accounts with at least one `cycle completed` line.
     logged_accounts: usize,
     logs: LogScan,
@@ -514,6 +516,7 @@ fn final_counts(run: &mut Run, status: &Value) {
 
 fn read_logs(run: &mut Run, dir: &Path) {
     let mut cycles = Vec::new();
+    let mut times = Vec::new();
     let mut accounts = HashSet::new();
     run.logs = scan_logs(dir, 8, |_, v| {
         if v.get("msg").and_then(Value::as_str) != Some("cycle completed") {
@@ -528,9 +531,17 @@ fn read_logs(run: &mut Run, dir: &Path) {
             .unwrap_or_default();
         if let Some(ms) = v.get("duration_ms").and_then(Value::as_f64) {
             cycles.push((id.to_string(), ms));
+            let at = v
+                .get("ts")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let Some(at) = at {
+                times.push((at.timestamp_millis() as f64 / 1000.0, ms));
+            }
         }
     });
     run.cycles = cycles;
+    run.cycle_times = times;
     run.logged_accounts = accounts.len();
 }
 
@@ -701,6 +712,10 @@ impl Run {
             self.failed,
             self.restarts
         );
+        println!("   cycle duration by time of the cycle (p50 / p99 / max ms, cycles):");
+        for line in time_buckets(&self.cycle_times, 2) {
+            println!("     {line}");
+        }
         match &self.db_error {
             Some(e) => println!("   equity rows: could not be read: {e}"),
             None => {
@@ -714,7 +729,7 @@ impl Run {
                     l.last().copied().unwrap_or(f64::NAN)
                 );
                 println!("   write lag by time of the cycle (p50 / p99 / max s, rows):");
-                for line in self.lag_buckets() {
+                for line in time_buckets(&self.lags, 3) {
                     println!("     {line}");
                 }
             }
@@ -751,40 +766,42 @@ impl Run {
             println!("   kept: {}", dir.display());
         }
     }
+}
 
-    /// The write lag in about ten slices of the run by the cycle's time: a lag that
-    /// grows shows here.
-    fn lag_buckets(&self) -> Vec<String> {
-        let (Some(first), Some(last)) = (
-            self.lags.iter().map(|l| l.0).min_by(f64::total_cmp),
-            self.lags.iter().map(|l| l.0).max_by(f64::total_cmp),
-        ) else {
-            return Vec::new();
-        };
-        let width = ((last - first) / 10.0).max(1.0);
-        let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-        for (ts, lag) in &self.lags {
-            buckets
-                .entry(((ts - first) / width) as u64)
-                .or_default()
-                .push(*lag);
-        }
+/// Percentiles of `(unix seconds, value)` points in ten slices of the run's time (a
+/// write lag or a cycle duration that grows, or a burst, shows here):
+/// `from-to s: p50 / p99 / max (count)`, `decimals` after the point.
+fn time_buckets(points: &[(f64, f64)], decimals: usize) -> Vec<String> {
+    let (Some(first), Some(last)) = (
+        points.iter().map(|p| p.0).min_by(f64::total_cmp),
+        points.iter().map(|p| p.0).max_by(f64::total_cmp),
+    ) else {
+        return Vec::new();
+    };
+    let width = ((last - first) / 10.0).max(1.0);
+    let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for (ts, value) in points {
         buckets
-            .into_iter()
-            .map(|(b, lags)| {
-                let l = sorted(&lags);
-                format!(
-                    "{:>5.0}-{:<5.0} s: {:.3} / {:.3} / {:.3} ({})",
-                    b as f64 * width,
-                    (b + 1) as f64 * width,
-                    percentile(&l, 50.0),
-                    percentile(&l, 99.0),
-                    l.last().copied().unwrap_or(f64::NAN),
-                    l.len()
-                )
-            })
-            .collect()
+            .entry(((ts - first) / width) as u64)
+            .or_default()
+            .push(*value);
     }
+    buckets
+        .into_iter()
+        .map(|(b, values)| {
+            let v = sorted(&values);
+            format!(
+                "{:>5.0}-{:<5.0} s: {:.d$} / {:.d$} / {:.d$} ({})",
+                b as f64 * width,
+                (b + 1) as f64 * width,
+                percentile(&v, 50.0),
+                percentile(&v, 99.0),
+                v.last().copied().unwrap_or(f64::NAN),
+                v.len(),
+                d = decimals
+            )
+        })
+        .collect()
 }
 
 fn secs(d: Option<Duration>) -> String {

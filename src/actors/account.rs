@@ -130,6 +130,9 @@ pub struct SharedSettings {
     pub kill_switch: bool,
     /// Settings of the LLM accounts (attribution headers, price table).
     pub llm: LlmGlobalSettings,
+    /// The window the accounts' first cycles spread over when the daemon starts (it
+    /// grows with the number of accounts, so thousands do not all begin at once).
+    pub startup_spread: Duration,
 }
 
 /// Retry period of a skipped cycle before the first one completed.
@@ -519,7 +522,14 @@ impl Actor for Account {
             // the account's own offset within its interval, so that many accounts spread
             // their cycles over the interval (domain::cadence).
             let interval = act.cfg.interval.duration;
-            let first = cadence::first_delay(act.cfg.id.as_str(), interval);
+            // A restarted account (a crash) comes back soon; at daemon start the first
+            // cycles of all accounts spread over the shared window.
+            let spread = if act.restarts == 0 {
+                act.shared.startup_spread
+            } else {
+                cadence::STARTUP_SPREAD
+            };
+            let first = cadence::first_delay(act.cfg.id.as_str(), interval, spread);
             ctx.run_later(first, |act, ctx| act.start_cycle(ctx));
             let offset = cadence::offset(act.cfg.id.as_str(), interval);
             let mut next = cadence::until_next(Utc::now().timestamp_millis(), interval, offset);

@@ -197,6 +197,7 @@ impl Supervisor {
             shared: Arc::new(SharedSettings {
                 kill_switch: settings.kill_switch,
                 llm: settings.llm.clone(),
+                startup_spread: crate::domain::cadence::startup_spread(settings.accounts.len()),
             }),
             pool,
         })

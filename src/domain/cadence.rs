@@ -2,11 +2,12 @@
 //! offset within it derived from its id, so that thousands of accounts with the same
 //! interval spread their cycles over the interval instead of all firing at the same
 //! instant (a burst that would make every one of them wait for the others). The first
-//! cycle after a start comes soon — spread over at most [`STARTUP_SPREAD`] — so an
-//! hourly account does not wait an hour for its first decision.
+//! cycle after a start comes soon — spread over [`STARTUP_SPREAD`], or longer when the
+//! daemon starts thousands of accounts at once ([`startup_spread`]) — so an hourly
+//! account does not wait an hour for its first decision.
 //!
-//! Entry points: [`offset`], [`until_next`], [`first_delay`]. Everything here is a
-//! function of its arguments (the caller passes the clock).
+//! Entry points: [`offset`], [`until_next`], [`startup_spread`], [`first_delay`].
+//! Everything here is a function of its arguments (the caller passes the clock).
 //!
 //! Invariant: the offset of an account depends only on its id and interval, so it is the
 //! same after every restart and on every machine.
@@ -15,8 +16,13 @@ use std::time::Duration;
 
 /// The earliest first cycle after a start (the hubs' first data arrive about then).
 pub const STARTUP_MIN: Duration = Duration::from_millis(200);
-/// The first cycles after a start spread over this much (or the interval, if shorter).
+/// The first cycles after a start spread over at least this much (or the interval, if
+/// shorter).
 pub const STARTUP_SPREAD: Duration = Duration::from_secs(5);
+/// At daemon start, each account widens the window of first cycles by this much.
+pub const STARTUP_SPREAD_PER_ACCOUNT: Duration = Duration::from_millis(3);
+/// The widest window of first cycles at daemon start.
+pub const STARTUP_SPREAD_MAX: Duration = Duration::from_secs(60);
 
 /// A stable 64-bit hash of an account id (FNV-1a: the same on every platform and
 /// Rust version).
@@ -48,11 +54,19 @@ pub fn until_next(now_ms: i64, interval: Duration, offset: Duration) -> Duration
     Duration::from_millis(u64::try_from(wait).unwrap_or(0))
 }
 
+/// The window the first cycles of `accounts` accounts spread over at daemon start:
+/// [`STARTUP_SPREAD`], widened by [`STARTUP_SPREAD_PER_ACCOUNT`] per account (10,000
+/// accounts: 30 s), at most [`STARTUP_SPREAD_MAX`].
+pub fn startup_spread(accounts: usize) -> Duration {
+    let wide =
+        STARTUP_SPREAD_PER_ACCOUNT.saturating_mul(u32::try_from(accounts).unwrap_or(u32::MAX));
+    wide.clamp(STARTUP_SPREAD, STARTUP_SPREAD_MAX)
+}
+
 /// The delay before the first cycle after a start: [`STARTUP_MIN`] plus the account's
-/// share of [`STARTUP_SPREAD`] (or of the interval when it is shorter).
-pub fn first_delay(account_id: &str, interval: Duration) -> Duration {
-    let spread = STARTUP_SPREAD.min(interval);
-    STARTUP_MIN + offset(account_id, spread)
+/// share of `spread` (or of the interval when it is shorter).
+pub fn first_delay(account_id: &str, interval: Duration, spread: Duration) -> Duration {
+    STARTUP_MIN + offset(account_id, spread.min(interval))
 }
 
 #[cfg(test)]
@@ -102,11 +116,21 @@ mod tests {
     #[test]
     fn the_first_cycle_comes_soon_whatever_the_interval() {
         for interval in [Duration::from_secs(1), Duration::from_secs(3600)] {
-            let d = first_delay("hourly", interval);
+            let d = first_delay("hourly", interval, STARTUP_SPREAD);
             assert!(
                 d >= STARTUP_MIN && d < STARTUP_MIN + STARTUP_SPREAD,
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_startup_window_grows_with_the_accounts_within_bounds() {
+        assert_eq!(startup_spread(4), STARTUP_SPREAD);
+        assert_eq!(startup_spread(10_000), Duration::from_secs(30));
+        assert_eq!(startup_spread(1_000_000), STARTUP_SPREAD_MAX);
+        // Never beyond the interval.
+        let d = first_delay("a", Duration::from_secs(2), startup_spread(10_000));
+        assert!(d < STARTUP_MIN + Duration::from_secs(2));
     }
 }
