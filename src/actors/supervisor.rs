@@ -44,6 +44,8 @@ struct Slot {
     arbiter: usize,
     restarts: u32,
     restart_at: Option<Instant>,
+    /// Not started yet (start-up paces the accounts' starts).
+    awaiting_start: bool,
     last_crash: Option<String>,
     started: Instant,
 }
@@ -179,7 +181,8 @@ impl Supervisor {
                     tree: None,
                     arbiter: accounts.len() % pool.len(),
                     restarts: 0,
-                    restart_at: Some(Instant::now()),
+                    restart_at: None,
+                    awaiting_start: true,
                     last_crash: None,
                     started: Instant::now(),
                 },
@@ -240,6 +243,7 @@ impl Supervisor {
         });
         slot.addr = Some(addr);
         slot.tree = Some(tree);
+        slot.awaiting_start = false;
         slot.restart_at = None;
         slot.started = Instant::now();
     }
@@ -294,7 +298,9 @@ impl Supervisor {
     fn offline_status(slot: &Slot) -> AccountStatus {
         AccountStatus {
             account_id: slot.cfg.id.clone(),
-            state: if slot.restart_at.is_some() {
+            state: if slot.awaiting_start {
+                "starting".into()
+            } else if slot.restart_at.is_some() {
                 "restarting".into()
             } else {
                 "stopped".into()
@@ -327,11 +333,38 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         info!(self.log, "supervisor started"; "accounts" => self.accounts.len(),
             "market_data_hubs" => self.hubs.len());
-        let ids: Vec<_> = self.accounts.keys().cloned().collect();
-        for id in ids {
-            self.start_account(&id);
-        }
+        self.start_paced(ctx);
         ctx.run_interval(Duration::from_millis(250), |act, _| act.watch());
+    }
+}
+
+/// Accounts started per tick at daemon start.
+const STARTS_PER_TICK: usize = 10;
+/// The pace of account starts at daemon start (10 per 10 ms: 1,000 accounts a second).
+const START_TICK: Duration = Duration::from_millis(10);
+
+impl Supervisor {
+    /// Starts the accounts not started yet, [`STARTS_PER_TICK`] per [`START_TICK`]: an
+    /// account's start (loading its state, setting up its venue) is work on the shared
+    /// arbiters, and thousands at once would hold up the cycles of those already
+    /// running. A handful of accounts start at once.
+    fn start_paced(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let next: Vec<AccountId> = self
+            .accounts
+            .iter()
+            .filter(|(_, s)| s.awaiting_start)
+            .map(|(id, _)| id.clone())
+            .take(STARTS_PER_TICK)
+            .collect();
+        for id in &next {
+            self.start_account(id);
+        }
+        if self.accounts.values().any(|s| s.awaiting_start) {
+            ctx.run_later(START_TICK, |act, ctx| act.start_paced(ctx));
+        }
     }
 }
 
