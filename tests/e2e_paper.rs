@@ -132,8 +132,15 @@ async fn two_paper_accounts_trade_side_by_side_and_stop_cleanly() {
     // REST: beta never traded; lists filter by account; bad input answers JSON errors.
     let (_, beta_orders) = d.get("/orders?account_id=beta").await;
     assert_eq!(beta_orders["count"], 0);
-    let (_, beta_dec) = d.get("/decisions?account_id=beta&limit=5").await;
-    assert_eq!(beta_dec["count"], 5);
+    // Beta holds every cycle; wait until five of its decisions are stored (its cycles
+    // run at their own offset, so the TP journey above may take fewer than five).
+    let beta_dec = d
+        .wait_for(
+            "/decisions?account_id=beta&limit=5",
+            Duration::from_secs(20),
+            |b| b["count"] == 5,
+        )
+        .await;
     for row in beta_dec["items"].as_array().unwrap() {
         assert_eq!(row["account_id"], "beta");
         assert_eq!(row["action"], "hold");
