@@ -45,6 +45,24 @@ impl ApiError {
         }
     }
 
+    /// 401: the request carries no valid API key.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+        }
+    }
+
+    /// 403: the key is valid but its role does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+        }
+    }
+
     /// 503: the database or an actor is unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {

@@ -8,6 +8,7 @@
 //! WebSocket endpoints `/ws/{trading-events|market-data|positions}?account_id=` attach a
 //! [`ws_session::WsSession`] to the EventBus.
 
+pub mod access;
 pub mod error;
 pub mod ws_session;
 
