@@ -44,11 +44,11 @@ pub enum LlmError {
         reason: String,
     },
 
-    /// No complete answer arrived before the attempt's time ran out (the time left
-    /// until the call's deadline).
+    /// No complete answer arrived by the call's deadline.
     #[error("no complete answer from the model within {}", seconds(*after))]
     Timeout {
-        /// How long the last attempt waited.
+        /// The time the call had, from its start to its deadline (the configured
+        /// timeout, or less when the market data was already old).
         after: Duration,
     },
 

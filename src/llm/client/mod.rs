@@ -450,7 +450,14 @@ impl LlmClient {
                 break;
             }
             outcome.attempts += 1;
-            let attempt = self.attempt(&outcome.request, deadline, left).await;
+            let attempt = self
+                .attempt(
+                    &outcome.request,
+                    deadline,
+                    left,
+                    deadline.saturating_duration_since(started),
+                )
+                .await;
             outcome.http_status = attempt.status;
             outcome.response_body = attempt.body;
             let err = match attempt.result {
@@ -503,13 +510,18 @@ impl LlmClient {
     }
 
     /// One POST, limited to `left` and to `deadline`; reads and classifies the answer.
-    async fn attempt(&self, request: &Value, deadline: Instant, left: Duration) -> Attempt {
-        let started = Instant::now();
+    /// `budget` is the whole call's time (start to deadline): an attempt that runs out of
+    /// time does so at the deadline, so that is the time the model was given.
+    async fn attempt(
+        &self,
+        request: &Value,
+        deadline: Instant,
+        left: Duration,
+        budget: Duration,
+    ) -> Attempt {
         let mut status: Option<u16> = None;
         let mut body: Option<String> = None;
-        let timeout = |started: Instant| LlmError::Timeout {
-            after: started.elapsed(),
-        };
+        let timeout = || LlmError::Timeout { after: budget };
         let exchange = async {
             let mut builder = self.http.post(&self.url).timeout(left).json(request);
             if let Some(authorization) = &self.authorization {
@@ -517,7 +529,7 @@ impl LlmClient {
             }
             let failed = |e: reqwest::Error| {
                 if e.is_timeout() {
-                    timeout(started)
+                    timeout()
                 } else {
                     LlmError::Transport {
                         detail: transport_detail(e),
@@ -557,7 +569,7 @@ impl LlmClient {
         };
         let result = match tokio::time::timeout_at(deadline, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(timeout(started)),
+            Err(_) => Err(timeout()),
         };
         Attempt {
             status,
