@@ -831,6 +831,13 @@ impl Writer {
             if let Some(s) = self.spool.as_mut() {
                 s.pop_front(frames.len());
             }
+            // The last frame: the replay ends (and says so) before the barriers it
+            // releases — a start-up waits on one — are answered.
+            let drained = self.spool.as_ref().is_some_and(|s| s.is_drained());
+            if drained && self.held.is_none() {
+                self.finish_replay();
+                return;
+            }
             self.answer_barriers();
             if Instant::now() >= slice_end || !self.shared.queue.is_empty() {
                 return;
