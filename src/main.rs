@@ -1,4 +1,5 @@
-//! The `vibex` command line: `run`, `migrate`, `config check`, `indicators --csv FILE`.
+//! The `vibex` command line: `run`, `migrate`, `config check`, `indicators --csv FILE`,
+//! `keys new --name NAME --role ROLE [--accounts a,b]`.
 //! `--config FILE` and `--accounts FILE` work with every subcommand.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or input.
@@ -33,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Compute the indicators over a CSV of candles and print them as JSON.
     Indicators {
         /// CSV with timestamp,open,high,low,close,volume columns.
@@ -46,6 +52,23 @@ enum ConfigCommand {
     /// Validate exactly as `run` does and print the resolved configuration, secrets
     /// masked; stderr says which accounts are live. Exits non-zero on any error.
     Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Make a fresh API key: prints the key alone on the first line, then the entry to
+    /// paste under `api:` → `keys:` (it holds only the key's SHA-256).
+    New {
+        /// The key's name, written in logs and the audit trail instead of the key.
+        #[arg(long)]
+        name: String,
+        /// read, trade or admin.
+        #[arg(long)]
+        role: String,
+        /// The only accounts the key sees (comma-separated); every account if absent.
+        #[arg(long, value_name = "a,b")]
+        accounts: Option<String>,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Settings, ExitCode> {
@@ -141,6 +164,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Keys {
+            command:
+                KeysCommand::New {
+                    name,
+                    role,
+                    accounts,
+                },
+        } => match vibex::commands::new_key(name, role, accounts.as_deref()) {
+            Ok(made) => {
+                println!("{}", made.key);
+                print!("{}", made.yaml_item);
+                eprintln!(
+                    "The first line is the key: hand it to its client now, it is shown only \
+                     once. The lines after it go under `api:` -> `keys:` of accounts.yaml (or \
+                     vibex.toml as [[api.keys]]); they hold only the key's SHA-256. Restart \
+                     vibex to use it."
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Indicators { csv } => {
             let file = match std::fs::File::open(csv) {
                 Ok(f) => f,

@@ -9,6 +9,7 @@
 //! [`ws_session::WsSession`] to the EventBus.
 
 pub mod access;
+pub mod auth;
 pub mod error;
 pub mod ws_session;
 
