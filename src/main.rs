@@ -17,6 +17,7 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Accounts file (default: accounts.yaml in the working directory, if present).
+    /// With `keys new`: the only accounts the new key sees, comma-separated (a1,a2).
     #[arg(long, global = true, value_name = "FILE")]
     accounts: Option<PathBuf>,
     #[command(subcommand)]
@@ -57,7 +58,8 @@ enum ConfigCommand {
 #[derive(Subcommand, Debug)]
 enum KeysCommand {
     /// Make a fresh API key: prints the key alone on the first line, then the entry to
-    /// paste under `api:` → `keys:` (it holds only the key's SHA-256).
+    /// paste under `api:` → `keys:` (it holds only the key's SHA-256). `--accounts a,b`
+    /// limits the key to those accounts (every account when absent).
     New {
         /// The key's name, written in logs and the audit trail instead of the key.
         #[arg(long)]
@@ -65,9 +67,6 @@ enum KeysCommand {
         /// read, trade or admin.
         #[arg(long)]
         role: String,
-        /// The only accounts the key sees (comma-separated); every account if absent.
-        #[arg(long, value_name = "a,b")]
-        accounts: Option<String>,
     },
 }
 
@@ -164,14 +163,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // `--accounts` is the global flag (a file elsewhere); here it is the key's scope.
         Command::Keys {
-            command:
-                KeysCommand::New {
-                    name,
-                    role,
-                    accounts,
-                },
-        } => match vibex::commands::new_key(name, role, accounts.as_deref()) {
+            command: KeysCommand::New { name, role },
+        } => match cli
+            .accounts
+            .as_ref()
+            .map(|scope| {
+                scope
+                    .to_str()
+                    .ok_or_else(|| "--accounts: account ids are text".to_string())
+            })
+            .transpose()
+            .and_then(|scope| vibex::commands::new_key(name, role, scope))
+        {
             Ok(made) => {
                 println!("{}", made.key);
                 print!("{}", made.yaml_item);
