@@ -13,6 +13,7 @@
 use crate::actors::event_bus::EventBus;
 use crate::actors::messages::Shutdown;
 use crate::actors::supervisor::Supervisor;
+use crate::api::auth::{self, Gate, ServingPlan};
 use crate::api::{self, ApiState};
 use crate::config::{AccountConfig, Settings};
 use crate::db::{self, embedded::EmbeddedPostgres, models::AccountRow, queries, DbPool};
@@ -292,22 +293,57 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
         ws_client_timeout: settings.api.ws_client_timeout,
         log: app_log.clone(),
     };
+    let plan = ServingPlan::decide(&settings.api);
+    info!(app_log, "API access"; "policy" => plan.summary.clone(), "host" => plan.host.clone(),
+        "configured_host" => settings.api.host.clone(),
+        "cors_origins" => settings.api.cors_origins.join(","),
+        "rate_per_key" => format!("{}/s burst {}", settings.api.rate_limit.per_key.per_second,
+            settings.api.rate_limit.per_key.burst),
+        "rate_per_ip" => format!("{}/s burst {}", settings.api.rate_limit.per_ip.per_second,
+            settings.api.rate_limit.per_ip.burst));
+    if let Some(warning) = &plan.warning {
+        warn!(app_log, "{}", warning);
+        eprintln!("WARNING: {warning}");
+    }
+    let gate = Arc::new(Gate::new(&settings.api, plan.exposure, &app_log));
+    let sweeper = gate.clone();
+    actix_rt::spawn(async move {
+        let mut every = tokio::time::interval(auth::SWEEP_EVERY);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            sweeper.sweep();
+        }
+    });
+    let api_settings = settings.api.clone();
     let server = HttpServer::new(move || {
+        let gate = gate.clone();
         App::new()
             .app_data(web::Data::new(state.clone()))
-            // Until API keys exist every caller is unauthenticated with every right.
-            .wrap(actix_web::middleware::from_fn(api::access::open_gate))
+            .app_data(web::JsonConfig::default().limit(auth::MAX_BODY_BYTES))
+            .app_data(web::PayloadConfig::new(auth::MAX_BODY_BYTES))
+            // Innermost first: the gate (keys, scope, buckets, WebSocket origins), then
+            // CORS (answers preflights before the gate asks for a key), then the layer
+            // that turns the refusals of CORS and the body limits into JSON.
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                gate.clone().middleware(req, next)
+            }))
+            .wrap(actix_web::middleware::Condition::new(
+                auth::cors_enabled(&api_settings),
+                auth::cors(&api_settings),
+            ))
+            .wrap(actix_web::middleware::from_fn(auth::json_refusals))
             .configure(api::configure)
             .default_service(web::route().to(api::not_found))
     })
     .workers(2)
     .disable_signals()
     .shutdown_timeout(1)
-    .bind((settings.api.host.as_str(), settings.api.port))
+    .bind((plan.host.as_str(), settings.api.port))
     .map_err(|e| {
         AppError::Io(format!(
             "cannot listen on {}:{}: {e} (set API_HOST / API_PORT)",
-            settings.api.host, settings.api.port
+            plan.host, settings.api.port
         ))
     })?;
     for addr in server.addrs() {

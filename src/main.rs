@@ -1,4 +1,5 @@
-//! The `vibex` command line: `run`, `migrate`, `config check`, `indicators --csv FILE`.
+//! The `vibex` command line: `run`, `migrate`, `config check`, `indicators --csv FILE`,
+//! `keys new --name NAME --role ROLE [--accounts a,b]`.
 //! `--config FILE` and `--accounts FILE` work with every subcommand.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or input.
@@ -16,6 +17,7 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Accounts file (default: accounts.yaml in the working directory, if present).
+    /// With `keys new`: the only accounts the new key sees, comma-separated (a1,a2).
     #[arg(long, global = true, value_name = "FILE")]
     accounts: Option<PathBuf>,
     #[command(subcommand)]
@@ -33,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Compute the indicators over a CSV of candles and print them as JSON.
     Indicators {
         /// CSV with timestamp,open,high,low,close,volume columns.
@@ -46,6 +53,21 @@ enum ConfigCommand {
     /// Validate exactly as `run` does and print the resolved configuration, secrets
     /// masked; stderr says which accounts are live. Exits non-zero on any error.
     Check,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Make a fresh API key: prints the key alone on the first line, then the entry to
+    /// paste under `api:` → `keys:` (it holds only the key's SHA-256). `--accounts a,b`
+    /// limits the key to those accounts (every account when absent).
+    New {
+        /// The key's name, written in logs and the audit trail instead of the key.
+        #[arg(long)]
+        name: String,
+        /// read, trade or admin.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 fn load(cli: &Cli) -> Result<Settings, ExitCode> {
@@ -141,6 +163,36 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // `--accounts` is the global flag (a file elsewhere); here it is the key's scope.
+        Command::Keys {
+            command: KeysCommand::New { name, role },
+        } => match cli
+            .accounts
+            .as_ref()
+            .map(|scope| {
+                scope
+                    .to_str()
+                    .ok_or_else(|| "--accounts: account ids are text".to_string())
+            })
+            .transpose()
+            .and_then(|scope| vibex::commands::new_key(name, role, scope))
+        {
+            Ok(made) => {
+                println!("{}", made.key);
+                print!("{}", made.yaml_item);
+                eprintln!(
+                    "The first line is the key: hand it to its client now, it is shown only \
+                     once. The lines after it go under `api:` -> `keys:` of accounts.yaml (or \
+                     vibex.toml as [[api.keys]]); they hold only the key's SHA-256. Restart \
+                     vibex to use it."
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Indicators { csv } => {
             let file = match std::fs::File::open(csv) {
                 Ok(f) => f,

@@ -633,6 +633,10 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(actix_web::web::Data::new(state.clone()))
+            // No key configured: every caller may read everything.
+            .wrap(actix_web::middleware::from_fn(
+                vibex::api::access::open_gate,
+            ))
             .configure(vibex::api::configure)
             .default_service(actix_web::web::route().to(vibex::api::not_found))
     })

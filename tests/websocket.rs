@@ -132,6 +132,7 @@ async fn a_client_that_cannot_keep_up_is_disconnected_not_buffered() {
             channel: Channel::TradingEvents,
             account_id: None,
             symbols: vec![],
+            scope: None,
         },
         events: slow.clone().recipient(),
         evicted: slow.clone().recipient(),

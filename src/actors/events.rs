@@ -9,6 +9,7 @@
 use crate::domain::types::{AccountId, CycleId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The WebSocket channel an event belongs to.
@@ -145,6 +146,10 @@ pub struct EventFilter {
     pub account_id: Option<AccountId>,
     /// The symbols of that account (for shared market-data events).
     pub symbols: Vec<String>,
+    /// The accounts the subscriber may see (its API key's scope); `None`: every
+    /// account. An event of another account is never delivered; events of no account
+    /// (shared market data) are.
+    pub scope: Option<Arc<HashSet<String>>>,
 }
 
 impl EventFilter {
@@ -152,6 +157,11 @@ impl EventFilter {
     pub fn accepts(&self, e: &BusEvent) -> bool {
         if e.channel != self.channel {
             return false;
+        }
+        if let (Some(scope), Some(account)) = (&self.scope, &e.account_id) {
+            if !scope.contains(account.as_str()) {
+                return false;
+            }
         }
         match (&self.account_id, &e.account_id) {
             (None, _) => true,

@@ -133,8 +133,9 @@ impl FromRequest for Caller {
     }
 }
 
-/// The gate of a daemon without API keys: every request is an unauthenticated caller with
-/// every right (today's behaviour; the key-checking gate replaces it).
+/// A gate that admits every request as an unauthenticated caller with every right: for
+/// servers built around [`crate::api::configure`] outside `vibex run` (tests, tools).
+/// The daemon itself is wrapped in `api::auth::Gate`.
 pub async fn open_gate(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,

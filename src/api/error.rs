@@ -63,6 +63,24 @@ impl ApiError {
         }
     }
 
+    /// 413: the request body is larger than the API reads.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: message.into(),
+        }
+    }
+
+    /// 429: the caller's token bucket is empty (the response adds `Retry-After`).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: message.into(),
+        }
+    }
+
     /// 503: the database or an actor is unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {

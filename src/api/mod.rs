@@ -9,6 +9,7 @@
 //! [`ws_session::WsSession`] to the EventBus.
 
 pub mod access;
+pub mod auth;
 pub mod error;
 pub mod ws_session;
 
@@ -20,6 +21,7 @@ use crate::config::AccountConfig;
 use crate::db::models::IncomeRow;
 use crate::db::{queries, DbPool};
 use crate::domain::types::{AccountId, Asset};
+use access::Caller;
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -99,8 +101,12 @@ struct Page<T: Serialize> {
 }
 
 impl ListQuery {
-    fn filter(&self, state: &ApiState) -> Result<queries::ListFilter, ApiError> {
+    /// The database filter of this query for `caller`: an `account_id` the caller does
+    /// not see is a 404, and a scoped caller's lists are limited to its accounts (the
+    /// scope becomes `account_id IN (...)` in every list query).
+    fn filter(&self, state: &ApiState, caller: &Caller) -> Result<queries::ListFilter, ApiError> {
         if let Some(id) = &self.account_id {
+            caller.require_account(id)?;
             state.account(id)?;
         }
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
@@ -126,6 +132,10 @@ impl ListQuery {
         });
         Ok(queries::ListFilter {
             account_id: self.account_id.clone(),
+            scope: caller
+                .accounts
+                .as_ref()
+                .map(|ids| ids.iter().cloned().collect()),
             symbol,
             status: self.status.clone(),
             action: self.action.clone(),
@@ -206,12 +216,27 @@ async fn health(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-async fn status(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let s = state
+async fn status(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let mut s = state
         .supervisor
         .send(GetSystemStatus)
         .await
         .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
+    if !caller.sees_all() {
+        // Only the caller's accounts, and only the venues they trade on.
+        s.accounts.retain(|a| caller.sees(a.account_id.as_str()));
+        let venues: Vec<String> = state
+            .accounts
+            .iter()
+            .filter(|a| caller.sees(a.id.as_str()))
+            .map(|a| a.asterdex.base_url.trim_end_matches('/').to_string())
+            .collect();
+        s.venues.retain(|v| {
+            venues
+                .iter()
+                .any(|u| *u == v.base_url.trim_end_matches('/'))
+        });
+    }
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "state": s.state,
@@ -240,7 +265,7 @@ fn account_json(cfg: &AccountConfig, status: Option<serde_json::Value>) -> serde
     })
 }
 
-async fn accounts(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+async fn accounts(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let s = state
         .supervisor
         .send(GetSystemStatus)
@@ -249,6 +274,7 @@ async fn accounts(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> 
     let items: Vec<_> = state
         .accounts
         .iter()
+        .filter(|cfg| caller.sees(cfg.id.as_str()))
         .map(|cfg| {
             let st = s
                 .accounts
@@ -273,9 +299,11 @@ async fn one_status(state: &ApiState, id: &str) -> Result<serde_json::Value, Api
 
 async fn account(
     state: web::Data<ApiState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    caller.require_account(&id)?;
     let cfg = state.account(&id)?.clone();
     let status = one_status(&state, &id).await?;
     let id2 = id.clone();
@@ -295,18 +323,21 @@ async fn account(
 
 async fn account_status(
     state: web::Data<ApiState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    caller.require_account(&id)?;
     state.account(&id)?;
     Ok(HttpResponse::Ok().json(one_status(&state, &id).await?))
 }
 
 async fn positions(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = q.filter(&state)?;
+    let mut f = q.filter(&state, &caller)?;
     if let Some(s) = &f.status {
         let s = s.to_ascii_lowercase();
         if !["open", "closed"].contains(&s.as_str()) {
@@ -323,9 +354,10 @@ async fn positions(
 
 async fn orders(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let f = q.filter(&state)?;
+    let f = q.filter(&state, &caller)?;
     let limit = f.limit;
     let rows = query(&state, move |c| queries::list_orders(c, &f)).await?;
     Ok(page(rows, limit))
@@ -333,11 +365,14 @@ async fn orders(
 
 async fn order(
     state: web::Data<ApiState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.into_inner();
     let lookup = key.clone();
     let found = query(&state, move |c| queries::order_with_events(c, &lookup)).await?;
+    // Another account's order is not found, exactly as an order that does not exist.
+    let found = found.filter(|(row, _)| caller.sees(&row.account_id));
     let (row, events) = found.ok_or_else(|| {
         ApiError::not_found(format!(
             "no order with id or client order id {:?}",
@@ -351,9 +386,10 @@ async fn order(
 
 async fn income(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut f = q.filter(&state)?;
+    let mut f = q.filter(&state, &caller)?;
     if let Some(k) = &f.kind {
         let upper = k.to_ascii_uppercase();
         if !IncomeRow::KINDS.contains(&upper.as_str()) {
@@ -371,9 +407,10 @@ async fn income(
 
 async fn reconciliation(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let f = q.filter(&state)?;
+    let f = q.filter(&state, &caller)?;
     if let Some(k) = &f.kind {
         // The kinds are the executor's vocabulary, not a closed list here: refuse only
         // what cannot be one.
@@ -394,9 +431,10 @@ async fn reconciliation(
 
 async fn trades(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let f = q.filter(&state)?;
+    let f = q.filter(&state, &caller)?;
     let limit = f.limit;
     let rows = query(&state, move |c| queries::list_fills(c, &f)).await?;
     Ok(page(rows, limit))
@@ -404,9 +442,10 @@ async fn trades(
 
 async fn decisions(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let f = q.filter(&state)?;
+    let f = q.filter(&state, &caller)?;
     let limit = f.limit;
     let (rows, interactions) = query(&state, move |c| {
         let rows = queries::list_decisions(c, &f)?;
@@ -430,12 +469,14 @@ async fn decisions(
 
 async fn decision(
     state: web::Data<ApiState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = uuid::Uuid::parse_str(&raw)
         .map_err(|_| ApiError::bad_request(format!("{raw:?} is not a decision id (a UUID)")))?;
     let found = query(&state, move |c| queries::find_decision(c, id)).await?;
+    let found = found.filter(|(row, _)| caller.sees(&row.account_id));
     let (row, interaction) =
         found.ok_or_else(|| ApiError::not_found(format!("no decision with id {id}")))?;
     let mut v = serde_json::to_value(&row).unwrap_or_default();
@@ -445,9 +486,10 @@ async fn decision(
 
 async fn diary(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let f = q.filter(&state)?;
+    let f = q.filter(&state, &caller)?;
     let limit = f.limit;
     let jsonl = match q.format.as_deref() {
         None | Some("json") => false,
@@ -479,9 +521,10 @@ async fn diary(
 
 async fn market_data(
     state: web::Data<ApiState>,
+    caller: Caller,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let f = q.filter(&state)?;
+    let f = q.filter(&state, &caller)?;
     let wanted: Option<Vec<String>> = q.account_id.as_ref().and_then(|id| {
         state
             .account(id)
@@ -515,10 +558,15 @@ async fn market_data(
 pub struct WsQuery {
     /// Only this account's events.
     pub account_id: Option<String>,
+    /// The API key of a client that cannot send headers (browsers); read by the gate,
+    /// never kept here.
+    #[serde(rename = "api_key", default)]
+    pub _api_key: Option<serde::de::IgnoredAny>,
 }
 
 async fn websocket(
     state: web::Data<ApiState>,
+    caller: Caller,
     path: web::Path<String>,
     q: web::Query<WsQuery>,
     req: HttpRequest,
@@ -535,6 +583,9 @@ async fn websocket(
             .into())
         }
     };
+    if let Some(id) = &q.account_id {
+        caller.require_account(id)?;
+    }
     let symbols = match &q.account_id {
         Some(id) => state
             .account(id)?
@@ -548,6 +599,7 @@ async fn websocket(
         channel,
         account_id: q.account_id.as_ref().map(AccountId::new),
         symbols,
+        scope: caller.accounts.clone(),
     };
     let session = ws_session::WsSession::new(
         filter,

@@ -54,7 +54,14 @@ use sources::{Layer, SourceFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use validate::check_key_name;
 use validate::Locate;
+
+/// Parses the account list of an API key as `vibex keys new --accounts a,b` takes it:
+/// valid account ids, none twice, at least one.
+pub fn parse_key_accounts(text: &str) -> Result<Vec<String>, String> {
+    validate::parse_key_scope(raw::AssetsInput::Text(text.to_string()))
+}
 
 /// Default `--config` file, looked up in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "vibex.toml";
@@ -155,6 +162,76 @@ pub struct ApiSettings {
     /// default 75s: two missed pings and a half).
     #[serde(with = "humantime_serde_compat")]
     pub ws_client_timeout: Duration,
+    /// The API keys (`api.keys`), stored as SHA-256 hashes; empty: no key is configured
+    /// and the daemon serves only on loopback unless `allow_unauthenticated`.
+    pub keys: Vec<ApiKeyConfig>,
+    /// Serve without keys on any host (`api.allow_unauthenticated`, default false).
+    /// Only meaningful while no key is configured.
+    pub allow_unauthenticated: bool,
+    /// Token buckets per key and per client address (`api.rate_limit`).
+    pub rate_limit: RateLimitSettings,
+    /// Origins (`https://dash.example.com`) allowed to call the API from a browser and
+    /// to open its WebSockets (`api.cors_origins`, default none: no CORS headers).
+    pub cors_origins: Vec<String>,
+}
+
+/// One API key as configured: who it is (its name, logged instead of the key), what it
+/// may do, and which accounts it sees. The key itself is never stored: only its
+/// SHA-256.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiKeyConfig {
+    /// Unique name (`[A-Za-z0-9_.-]{1,64}`), written in logs and the audit trail.
+    pub name: String,
+    /// `read`, `trade` or `admin`.
+    pub role: crate::api::access::Role,
+    /// SHA-256 of the key.
+    #[serde(serialize_with = "hex_digest")]
+    pub key_sha256: [u8; 32],
+    /// The accounts this key sees; `None`: every account.
+    pub accounts: Option<Vec<String>>,
+}
+
+fn hex_digest<S: serde::Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(d))
+}
+
+/// A token bucket: a sustained rate and the burst a client may spend at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RateBucket {
+    /// Requests per second refilled (`per_second`, 1..=1000000).
+    pub per_second: u32,
+    /// Requests that may be made at once after a quiet spell (`burst`, 1..=1000000).
+    pub burst: u32,
+}
+
+/// The API's rate limits (`api.rate_limit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimitSettings {
+    /// Each API key's bucket (`per_key`): requests authenticated by a key spend it.
+    pub per_key: RateBucket,
+    /// Each client address's bucket (`per_ip`): requests without a valid key spend it
+    /// (unauthenticated callers on a keyless daemon, and failed authentications).
+    pub per_ip: RateBucket,
+}
+
+/// Default bucket of one API key: far above what a dashboard polls.
+pub const DEFAULT_RATE_PER_KEY: RateBucket = RateBucket {
+    per_second: 100,
+    burst: 200,
+};
+/// Default bucket of one client address for requests without a valid key.
+pub const DEFAULT_RATE_PER_IP: RateBucket = RateBucket {
+    per_second: 50,
+    burst: 100,
+};
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            per_key: DEFAULT_RATE_PER_KEY,
+            per_ip: DEFAULT_RATE_PER_IP,
+        }
+    }
 }
 
 /// Default server ping period on WebSockets.
@@ -568,6 +645,14 @@ impl Locate for TopLevelLocate<'_> {
             .map_or_else(|| "configuration".to_string(), |m| m.name.to_string());
         render_location(&name, field, self.layers)
     }
+
+    fn at_within(&self, anchor: &str, field: &str) -> String {
+        let name = self
+            .figment
+            .find_metadata(anchor)
+            .map_or_else(|| "configuration".to_string(), |m| m.name.to_string());
+        render_location(&name, field, self.layers)
+    }
 }
 
 fn render_location(source: &str, field: &str, layers: &Layers) -> String {
@@ -805,6 +890,15 @@ fn load_in(
                 accounts.extend(validate::account(env_account.raw, &place, &mut problems));
             }
         }
+    }
+
+    // An API key's scope names accounts that must exist.
+    if let Some(top) = &top {
+        let locate = TopLevelLocate {
+            figment: &figment,
+            layers: &layers,
+        };
+        validate::key_scopes(&top.api.keys, &accounts, &locate, &mut problems);
     }
 
     // A value whose `${VAR}` failed would also fail validation as written: report

@@ -86,7 +86,8 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
-/// `assets:` as a list (`[BTC, ETH]`) or as one string (`"BTC,ETH"`, `"BTC ETH"`).
+/// `assets:` as a list (`[BTC, ETH]`) or as one string (`"BTC,ETH"`, `"BTC ETH"`); also
+/// the `accounts:` scope of an API key.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum AssetsInput {
     /// A YAML/TOML list.
@@ -190,6 +191,36 @@ pub(crate) struct RawApi {
     pub port: Option<Scalar>,
     pub ws_ping_interval: Option<Scalar>,
     pub ws_client_timeout: Option<Scalar>,
+    pub keys: Option<Vec<RawApiKey>>,
+    pub allow_unauthenticated: Option<Scalar>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub cors_origins: Option<Vec<Scalar>>,
+}
+
+/// One entry of `api.keys:` (what `vibex keys new` prints).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApiKey {
+    pub name: Option<Scalar>,
+    pub role: Option<Scalar>,
+    pub key_sha256: Option<Scalar>,
+    pub accounts: Option<AssetsInput>,
+}
+
+/// `api.rate_limit:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub per_key: Option<RawBucket>,
+    pub per_ip: Option<RawBucket>,
+}
+
+/// One token bucket (`{per_second, burst}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBucket {
+    pub per_second: Option<Scalar>,
+    pub burst: Option<Scalar>,
 }
 
 /// `market_data:` block.

@@ -1317,3 +1317,117 @@ fn the_arbiter_pool_defaults_to_the_cores_and_is_bounded() {
         "{e}"
     );
 }
+
+const HASH_A: &str = "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7";
+const HASH_B: &str = "b5d4045c3f466fa91fe2cc6abe79232a1a57cdf104f7a26e716e0a1e2789df78";
+
+#[test]
+fn api_keys_are_read_from_the_accounts_file_and_from_vibex_toml() {
+    let yaml = format!(
+        "api:\n  keys:\n    - name: ops\n      role: admin\n      key_sha256: {HASH_A}\n    \
+         - name: viewer\n      role: read\n      key_sha256: {}\n      accounts: [a1]\n{}",
+        HASH_B.to_ascii_uppercase(),
+        yaml_with_account("")
+    );
+    let s = Dir::new().with("accounts.yaml", &yaml).load(&[]).unwrap();
+    assert_eq!(s.api.keys.len(), 2);
+    let viewer = &s.api.keys[1];
+    assert_eq!(viewer.name, "viewer");
+    assert_eq!(viewer.role, crate::api::access::Role::Read);
+    assert_eq!(hex::encode(viewer.key_sha256), HASH_B);
+    assert_eq!(viewer.accounts.as_deref(), Some(&["a1".to_string()][..]));
+    assert!(!s.api.allow_unauthenticated);
+    assert_eq!(s.api.rate_limit, RateLimitSettings::default());
+    assert!(s.api.cors_origins.is_empty());
+
+    let toml = format!(
+        "[api]\nallow_unauthenticated = true\ncors_origins = [\"https://Dash.example.com/\"]\n\
+         [api.rate_limit.per_key]\nper_second = 5\n\
+         [[api.keys]]\nname = \"ops\"\nrole = \"trade\"\nkey_sha256 = \"{HASH_A}\"\n"
+    );
+    let s = Dir::new()
+        .with("vibex.toml", &toml)
+        .with("accounts.yaml", &yaml_with_account(""))
+        .load(&[])
+        .unwrap();
+    assert_eq!(s.api.keys.len(), 1);
+    assert_eq!(s.api.keys[0].role, crate::api::access::Role::Trade);
+    assert!(s.api.allow_unauthenticated);
+    assert_eq!(s.api.cors_origins, ["https://dash.example.com"]);
+    assert_eq!(
+        s.api.rate_limit.per_key,
+        RateBucket {
+            per_second: 5,
+            burst: DEFAULT_RATE_PER_KEY.burst
+        }
+    );
+    // The accounts file's list replaces vibex.toml's whole.
+    let s = Dir::new()
+        .with("vibex.toml", &toml)
+        .with("accounts.yaml", &yaml)
+        .load(&[])
+        .unwrap();
+    assert_eq!(
+        s.api
+            .keys
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>(),
+        ["ops", "viewer"]
+    );
+    assert!(
+        s.masked_json().to_string().contains(HASH_A),
+        "config check shows the hash"
+    );
+}
+
+#[test]
+fn bad_api_keys_are_refused_naming_the_file_and_the_entry() {
+    let yaml = format!(
+        "api:\n  keys:\n    - name: ops\n      role: admin\n      key_sha256: {HASH_A}\n    \
+         - name: OPS\n      role: root\n      key_sha256: 1234\n    \
+         - name: third\n      role: read\n      key_sha256: {HASH_A}\n      accounts: [a1, ghost]\n    \
+         - role: read\n      key_sha256: {HASH_B}\n{}",
+        yaml_with_account("")
+    );
+    let e = Dir::new().with("accounts.yaml", &yaml).error(&[]);
+    for expected in [
+        "accounts.yaml: field \"api.keys[2].name\": duplicate name: keys #1 and #2 are both \"OPS\"",
+        "accounts.yaml: field \"api.keys[2].role\": role must be read, trade or admin, got \"root\"",
+        "accounts.yaml: field \"api.keys[2].key_sha256\": is not a SHA-256 in hex (64 hex digits, 4 characters given)",
+        "accounts.yaml: field \"api.keys[3].key_sha256\": keys #1 and #3 have the same hash",
+        "accounts.yaml: field \"api.keys[4].name\": missing",
+    ] {
+        assert!(e.contains(expected), "lacks {expected:?}:\n{e}");
+    }
+
+    let yaml = format!(
+        "api:\n  keys:\n    - name: viewer\n      role: read\n      key_sha256: {HASH_A}\n      \
+         accounts: [a1, ghost]\n{}",
+        yaml_with_account("")
+    );
+    let e = Dir::new().with("accounts.yaml", &yaml).error(&[]);
+    assert!(
+        e.contains(
+            "accounts.yaml: field \"api.keys[1].accounts\": key \"viewer\" names account \
+             \"ghost\", which is not configured (configured: a1)"
+        ),
+        "{e}"
+    );
+
+    let e = Dir::new()
+        .with(
+            "vibex.toml",
+            "[api]\ncors_origins = [\"https://dash.example.com/app\", \"*\"]\n\
+             [api.rate_limit.per_ip]\nburst = 0\n",
+        )
+        .with("accounts.yaml", &yaml_with_account(""))
+        .error(&[]);
+    for expected in [
+        "vibex.toml: field \"api.cors_origins[1]\": \"https://dash.example.com/app\" is not an origin",
+        "vibex.toml: field \"api.cors_origins[2]\": \"*\" is not an origin",
+        "vibex.toml: field \"api.rate_limit.per_ip.burst\": 0 is outside 1..=1000000",
+    ] {
+        assert!(e.contains(expected), "lacks {expected:?}:\n{e}");
+    }
+}

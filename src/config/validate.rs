@@ -7,15 +7,16 @@
 //! message.
 
 use super::raw::{
-    AssetsInput, RawAccount, RawApi, RawAster, RawLlm, RawLlmGlobal, RawMarketData, RawOpenRouter,
-    RawPaper, RawPrice, RawRisk, RawStorage, Scalar,
+    AssetsInput, RawAccount, RawApi, RawApiKey, RawAster, RawBucket, RawLlm, RawLlmGlobal,
+    RawMarketData, RawOpenRouter, RawPaper, RawPrice, RawRisk, RawStorage, Scalar,
 };
 use super::{
-    AccountConfig, ApiSettings, AsterConfig, CycleInterval, LlmConfig, LlmGlobalSettings,
-    MarginType, MarketDataSettings, ModelPrice, OpenRouterConfig, PaperConfig, RiskConfig,
-    SigningMode, StorageSettings, StructuredOutput, TradingMode, BUILTIN_POLICIES,
-    DEFAULT_ASTERDEX_BASE_URL, DEFAULT_ASTERDEX_WS_URL, DEFAULT_OPENROUTER_BASE_URL,
-    DEFAULT_RECV_WINDOW_MS, LOG_LEVELS, MAX_LEVERAGE, MAX_RECV_WINDOW_MS,
+    AccountConfig, ApiKeyConfig, ApiSettings, AsterConfig, CycleInterval, LlmConfig,
+    LlmGlobalSettings, MarginType, MarketDataSettings, ModelPrice, OpenRouterConfig, PaperConfig,
+    RateBucket, RateLimitSettings, RiskConfig, SigningMode, StorageSettings, StructuredOutput,
+    TradingMode, BUILTIN_POLICIES, DEFAULT_ASTERDEX_BASE_URL, DEFAULT_ASTERDEX_WS_URL,
+    DEFAULT_OPENROUTER_BASE_URL, DEFAULT_RECV_WINDOW_MS, LOG_LEVELS, MAX_LEVERAGE,
+    MAX_RECV_WINDOW_MS,
 };
 use crate::domain::types::{AccountId, Asset};
 use crate::secret::Secret;
@@ -29,6 +30,13 @@ pub(crate) trait Locate {
     /// `file: account "id": field "x.y"` (or `environment: ...: variable X`); an empty
     /// `field` means the whole account / file.
     fn at(&self, field: &str) -> String;
+
+    /// Like [`Locate::at`] for a `field` inside a list (`api.keys[2].role`), whose source
+    /// is found from the list itself (`anchor`, `api.keys`).
+    fn at_within(&self, anchor: &str, field: &str) -> String {
+        let _ = anchor;
+        self.at(field)
+    }
 }
 
 /// One account of a file.
@@ -70,6 +78,16 @@ impl<'a> Check<'a> {
     pub(crate) fn fail(&mut self, field: &str, message: impl AsRef<str>) {
         self.problems
             .push(format!("{}: {}", self.loc.at(field), message.as_ref()));
+        self.found += 1;
+    }
+
+    /// Records a problem with `field` of a list entry (see [`Locate::at_within`]).
+    pub(crate) fn fail_within(&mut self, anchor: &str, field: &str, message: impl AsRef<str>) {
+        self.problems.push(format!(
+            "{}: {}",
+            self.loc.at_within(anchor, field),
+            message.as_ref()
+        ));
         self.found += 1;
     }
 
@@ -998,12 +1016,301 @@ fn api_settings(c: &mut Check<'_>, raw: RawApi) -> ApiSettings {
             "must be longer than api.ws_ping_interval (a client answers pings)",
         );
     }
+    let keys = api_keys(c, raw.keys.unwrap_or_default());
+    let allow_unauthenticated = c
+        .boolean("api.allow_unauthenticated", raw.allow_unauthenticated)
+        .unwrap_or(false);
+    let limits = raw.rate_limit.unwrap_or_default();
+    let defaults = RateLimitSettings::default();
+    let rate_limit = RateLimitSettings {
+        per_key: bucket(
+            c,
+            "api.rate_limit.per_key",
+            limits.per_key.unwrap_or_default(),
+            defaults.per_key,
+        ),
+        per_ip: bucket(
+            c,
+            "api.rate_limit.per_ip",
+            limits.per_ip.unwrap_or_default(),
+            defaults.per_ip,
+        ),
+    };
+    let cors_origins = cors_origins(c, raw.cors_origins.unwrap_or_default());
     ApiSettings {
         host,
         port,
         ws_ping_interval,
         ws_client_timeout,
+        keys,
+        allow_unauthenticated,
+        rate_limit,
+        cors_origins,
     }
+}
+
+/// The largest rate or burst a bucket takes.
+const MAX_RATE: u64 = 1_000_000;
+
+/// One token bucket; what is absent keeps its default.
+fn bucket(c: &mut Check<'_>, field: &str, raw: RawBucket, default: RateBucket) -> RateBucket {
+    let mut take = |name: &str, value: Option<Scalar>, default: u32| {
+        c.whole(&format!("{field}.{name}"), value, 1, MAX_RATE)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(default)
+    };
+    RateBucket {
+        per_second: take("per_second", raw.per_second, default.per_second),
+        burst: take("burst", raw.burst, default.burst),
+    }
+}
+
+/// Checks an API key's name: `[A-Za-z0-9_.-]{1,64}` (it is written in logs and the
+/// audit trail, and must never be mistaken for a key).
+pub fn check_key_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a key name; use 1 to 64 letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+/// Parses the account scope of a key (`[a1, a2]` or `"a1,a2"`): each a valid account id,
+/// none twice, at least one.
+pub(crate) fn parse_key_scope(input: AssetsInput) -> Result<Vec<String>, String> {
+    let ids: Vec<String> = match input {
+        AssetsInput::Text(s) => s
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .map(str::to_string)
+            .collect(),
+        AssetsInput::List(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Scalar::Text(s) | Scalar::Number(s) => Ok(s.trim().to_string()),
+                Scalar::Bool(b) => Err(format!("{b} is not an account id")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if ids.is_empty() {
+        return Err("is empty; list the accounts the key sees, e.g. [a1, a2], or leave                     `accounts` out for every account"
+            .into());
+    }
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        check_account_id(&id)?;
+        if out.contains(&id) {
+            return Err(format!("{id} is listed twice"));
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Parses a key hash: 64 hex digits (any case), as `vibex keys new` prints it.
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut out).ok()?;
+    Some(out)
+}
+
+/// `api.keys`: every entry complete and valid, names and hashes unique.
+fn api_keys(c: &mut Check<'_>, raw: Vec<RawApiKey>) -> Vec<ApiKeyConfig> {
+    const ANCHOR: &str = "api.keys";
+    let mut keys: Vec<ApiKeyConfig> = Vec::with_capacity(raw.len());
+    for (index, entry) in raw.into_iter().enumerate() {
+        let at = |name: &str| format!("{ANCHOR}[{}].{name}", index + 1);
+        let before = c.found;
+        let name = match c.text(&at("name"), entry.name) {
+            None => {
+                c.fail_within(
+                    ANCHOR,
+                    &at("name"),
+                    "missing; every key needs a unique name (logged instead of the key)",
+                );
+                None
+            }
+            Some(name) => match check_key_name(&name) {
+                Err(e) => {
+                    c.fail_within(ANCHOR, &at("name"), e);
+                    None
+                }
+                Ok(()) => {
+                    let lower = name.to_ascii_lowercase();
+                    match keys
+                        .iter()
+                        .position(|k| k.name.to_ascii_lowercase() == lower)
+                    {
+                        Some(first) => {
+                            c.fail_within(
+                                ANCHOR,
+                                &at("name"),
+                                format!(
+                                    "duplicate name: keys #{} and #{} are both {name:?}; names                                      must be unique",
+                                    first + 1,
+                                    index + 1
+                                ),
+                            );
+                            None
+                        }
+                        None => Some(name),
+                    }
+                }
+            },
+        };
+        let role = match c.text(&at("role"), entry.role) {
+            None => {
+                c.fail_within(ANCHOR, &at("role"), "missing; use read, trade or admin");
+                None
+            }
+            Some(role) => match role
+                .to_ascii_lowercase()
+                .parse::<crate::api::access::Role>()
+            {
+                Ok(role) => Some(role),
+                Err(e) => {
+                    c.fail_within(ANCHOR, &at("role"), e);
+                    None
+                }
+            },
+        };
+        let key_sha256 = match c.text(&at("key_sha256"), entry.key_sha256) {
+            None => {
+                c.fail_within(
+                    ANCHOR,
+                    &at("key_sha256"),
+                    "missing; paste the line `vibex keys new` printed (the SHA-256 of the key,                      never the key itself)",
+                );
+                None
+            }
+            Some(text) => match parse_digest(&text) {
+                None => {
+                    c.fail_within(
+                        ANCHOR,
+                        &at("key_sha256"),
+                        format!(
+                            "is not a SHA-256 in hex (64 hex digits, {} characters given);                              store the hash `vibex keys new` prints, never the key itself",
+                            text.chars().count()
+                        ),
+                    );
+                    None
+                }
+                Some(digest) => match keys.iter().position(|k| k.key_sha256 == digest) {
+                    Some(first) => {
+                        c.fail_within(
+                            ANCHOR,
+                            &at("key_sha256"),
+                            format!(
+                                "keys #{} and #{} have the same hash; each key is issued to one                                  name",
+                                first + 1,
+                                index + 1
+                            ),
+                        );
+                        None
+                    }
+                    None => Some(digest),
+                },
+            },
+        };
+        let accounts = match entry.accounts {
+            None => None,
+            Some(input) => match parse_key_scope(input) {
+                Ok(ids) => Some(ids),
+                Err(e) => {
+                    c.fail_within(ANCHOR, &at("accounts"), e);
+                    None
+                }
+            },
+        };
+        if let (Some(name), Some(role), Some(key_sha256), true) =
+            (name, role, key_sha256, c.found == before)
+        {
+            keys.push(ApiKeyConfig {
+                name,
+                role,
+                key_sha256,
+                accounts,
+            });
+        }
+    }
+    keys
+}
+
+/// Checks that every account a key's scope names is configured.
+pub(crate) fn key_scopes(
+    keys: &[ApiKeyConfig],
+    accounts: &[AccountConfig],
+    loc: &dyn Locate,
+    problems: &mut Vec<String>,
+) {
+    for (index, key) in keys.iter().enumerate() {
+        for id in key.accounts.iter().flatten() {
+            if !accounts.iter().any(|a| a.id.as_str() == id) {
+                problems.push(format!(
+                    "{}: key {:?} names account {id:?}, which is not configured (configured: {})",
+                    loc.at_within("api.keys", &format!("api.keys[{}].accounts", index + 1)),
+                    key.name,
+                    accounts
+                        .iter()
+                        .map(|a| a.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+}
+
+/// `api.cors_origins`: each an origin (`https://host[:port]`, no path), none twice.
+fn cors_origins(c: &mut Check<'_>, raw: Vec<Scalar>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for (index, item) in raw.into_iter().enumerate() {
+        let field = format!("api.cors_origins[{}]", index + 1);
+        let Some(text) = c.text(&field, Some(item)) else {
+            c.fail_within(
+                "api.cors_origins",
+                &field,
+                "is empty; write an origin like https://dash.example.com",
+            );
+            continue;
+        };
+        match origin_of(&text) {
+            Some(origin) if out.contains(&origin) => {
+                c.fail_within("api.cors_origins", &field, format!("{text:?} is listed twice"));
+            }
+            Some(origin) => out.push(origin),
+            None => c.fail_within(
+                "api.cors_origins",
+                &field,
+                format!(
+                    "{text:?} is not an origin; write scheme, host and port only, like                      https://dash.example.com or http://localhost:5173 (no path, no '*')"
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// The origin as browsers send it (`scheme://host[:port]`, lower case, default port
+/// left out), or `None` when `text` is not just an http(s) origin.
+fn origin_of(text: &str) -> Option<String> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let bare = matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
 }
 
 fn log_level(c: &mut Check<'_>, value: Option<Scalar>) -> String {

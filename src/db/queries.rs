@@ -21,6 +21,9 @@ use rust_decimal::Decimal;
 pub struct ListFilter {
     /// Only rows of this account.
     pub account_id: Option<String>,
+    /// Only rows of these accounts (the caller's scope); `None`: every account. Every
+    /// list query applies it, so a scoped API key never sees another account's rows.
+    pub scope: Option<Vec<String>>,
     /// Only rows of this symbol (`BTCUSDT`).
     pub symbol: Option<String>,
     /// Only rows with this status (table-specific meaning).
@@ -418,6 +421,9 @@ pub fn list_positions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Ve
     if let Some(a) = &f.account_id {
         q = q.filter(positions::account_id.eq(a));
     }
+    if let Some(ids) = &f.scope {
+        q = q.filter(positions::account_id.eq_any(ids));
+    }
     if let Some(s) = &f.symbol {
         q = q.filter(positions::symbol.eq(s));
     }
@@ -441,6 +447,9 @@ pub fn list_orders(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<O
     if let Some(a) = &f.account_id {
         q = q.filter(orders::account_id.eq(a));
     }
+    if let Some(ids) = &f.scope {
+        q = q.filter(orders::account_id.eq_any(ids));
+    }
     if let Some(s) = &f.symbol {
         q = q.filter(orders::symbol.eq(s));
     }
@@ -462,6 +471,9 @@ pub fn list_fills(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<Fi
     if let Some(a) = &f.account_id {
         q = q.filter(fills::account_id.eq(a));
     }
+    if let Some(ids) = &f.scope {
+        q = q.filter(fills::account_id.eq_any(ids));
+    }
     if let Some(s) = &f.symbol {
         q = q.filter(fills::symbol.eq(s));
     }
@@ -481,6 +493,9 @@ pub fn list_decisions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Ve
         .into_boxed();
     if let Some(a) = &f.account_id {
         q = q.filter(decisions::account_id.eq(a));
+    }
+    if let Some(ids) = &f.scope {
+        q = q.filter(decisions::account_id.eq_any(ids));
     }
     if let Some(s) = &f.symbol {
         q = q.filter(decisions::symbol.eq(s));
@@ -649,6 +664,9 @@ pub fn list_diary(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<Di
     if let Some(a) = &f.account_id {
         q = q.filter(diary_entries::account_id.eq(a));
     }
+    if let Some(ids) = &f.scope {
+        q = q.filter(diary_entries::account_id.eq_any(ids));
+    }
     if let Some(s) = &f.symbol {
         let asset = s
             .strip_suffix(crate::domain::types::QUOTE)
@@ -676,6 +694,9 @@ pub fn list_income(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<I
     if let Some(a) = &f.account_id {
         q = q.filter(income_events::account_id.eq(a));
     }
+    if let Some(ids) = &f.scope {
+        q = q.filter(income_events::account_id.eq_any(ids));
+    }
     if let Some(s) = &f.symbol {
         q = q.filter(income_events::symbol.eq(s));
     }
@@ -701,6 +722,9 @@ pub fn list_reconciliation(
         .into_boxed();
     if let Some(a) = &f.account_id {
         q = q.filter(reconciliation_events::account_id.eq(a));
+    }
+    if let Some(ids) = &f.scope {
+        q = q.filter(reconciliation_events::account_id.eq_any(ids));
     }
     if let Some(s) = &f.symbol {
         q = q.filter(reconciliation_events::symbol.eq(s));
