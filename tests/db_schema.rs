@@ -622,10 +622,16 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
         .start();
     let state = vibex::api::ApiState {
         pool,
-        store,
+        store: store.clone(),
         supervisor,
         bus,
-        accounts: std::sync::Arc::new(settings.accounts),
+        control: vibex::control::ControlPlane {
+            audit: vibex::control::Audit::new(store.clone(), &log),
+            load_options: None,
+            mask: Default::default(),
+            log: log.clone(),
+        },
+        accounts: vibex::control::AccountDirectory::new(settings.accounts),
         ws_ping_interval: std::time::Duration::from_secs(30),
         ws_client_timeout: std::time::Duration::from_secs(75),
         log,

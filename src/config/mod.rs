@@ -37,6 +37,7 @@
 //! [`CycleInterval::parse`]: crate::config::CycleInterval::parse
 //! [`Secret`]: crate::secret::Secret
 
+mod body;
 mod env_accounts;
 mod raw;
 mod sources;
@@ -55,6 +56,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use validate::Locate;
+
+pub use body::{account_from_body, account_from_definition, BodyFormat};
 
 /// Default `--config` file, looked up in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "vibex.toml";
