@@ -38,6 +38,18 @@ fn migrations_build_every_table_and_diesel_reads_them() {
         .select(AccountRow::as_select())
         .load(&mut conn)
         .unwrap();
+    account_controls::table
+        .select(AccountControlRow::as_select())
+        .load(&mut conn)
+        .unwrap();
+    control_flags::table
+        .select(ControlFlagRow::as_select())
+        .load(&mut conn)
+        .unwrap();
+    control_actions::table
+        .select(ControlActionRow::as_select())
+        .load(&mut conn)
+        .unwrap();
     candles::table
         .select(CandleRow::as_select())
         .load(&mut conn)
