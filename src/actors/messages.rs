@@ -152,7 +152,8 @@ pub struct HubStatus {
 pub struct AccountStatus {
     /// Account id.
     pub account_id: AccountId,
-    /// `starting`, `active`, `stopping`, `stopped`, `restarting`.
+    /// `active`, `paused`, `stopped` (the operator's wish, once running or stopped);
+    /// `starting`, `stopping`, `restarting` in between.
     pub state: String,
     /// `paper` or `live`.
     pub mode: String,

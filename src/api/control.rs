@@ -449,12 +449,19 @@ async fn audit(
     // `account_id` names the target; a removed account's trail stays listed.
     let mut q = q.into_inner();
     let target = q.account_id.take();
+    if let Some(id) = &target {
+        caller.require_account(id)?;
+    }
     let mut f = q.filter(&state)?;
     f.account_id = target;
     if let Some(k) = &f.kind {
         f.kind = Some(k.trim().to_string());
     }
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_control_actions(c, &f)).await?;
+    let mut rows = query(&state, move |c| queries::list_control_actions(c, &f)).await?;
+    // A key scoped to some accounts sees only the trail of those accounts.
+    if !caller.sees_all() {
+        rows.retain(|r| r.target.as_deref().is_some_and(|t| caller.sees(t)));
+    }
     Ok(page(rows, limit))
 }
