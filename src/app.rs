@@ -12,16 +12,17 @@
 
 use crate::actors::event_bus::EventBus;
 use crate::actors::messages::Shutdown;
-use crate::actors::supervisor::Supervisor;
+use crate::actors::supervisor::{StoredControls, Supervisor};
 use crate::api::auth::{self, Gate, ServingPlan};
 use crate::api::{self, ApiState};
+use crate::config::LoadOptions;
 use crate::config::{AccountConfig, Settings};
+use crate::control::{Audit, ControlPlane};
 use crate::db::{self, embedded::EmbeddedPostgres, models::AccountRow, queries, DbPool};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, LogDomain, LogSettings, SecretMask, Telemetry};
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
-use chrono::Utc;
 use slog::{error, info, warn, Logger};
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,23 +173,43 @@ pub fn migrate(settings: &Settings) -> Result<Vec<String>, AppError> {
 }
 
 fn account_row(cfg: &AccountConfig) -> AccountRow {
-    let now = Utc::now();
-    AccountRow {
-        id: cfg.id.to_string(),
-        mode: cfg.mode.as_str().to_string(),
-        venue_base_url: cfg.asterdex.base_url.clone(),
-        llm_model: cfg.llm_model.clone(),
-        assets: cfg.assets.iter().map(|a| a.to_string()).collect(),
-        interval_label: cfg.interval.label.clone(),
-        leverage: i32::try_from(cfg.leverage).unwrap_or(i32::MAX),
-        status: "registered".into(),
-        paper_starting_balance: cfg.paper.starting_balance_usd,
-        paper_wallet_balance: cfg.paper.starting_balance_usd,
-        // Secrets serialise masked.
-        config: serde_json::to_value(cfg).unwrap_or_default(),
-        created_at: now,
-        updated_at: now,
+    crate::control::account_row(cfg)
+}
+
+/// What earlier runs stored for the control plane: control rows, the accounts added
+/// over the API (validated again, their `${VAR}` references resolved from this run's
+/// environment; one that no longer validates is left out with an error naming the
+/// field), the kill switch.
+fn stored_controls(
+    conn: &mut diesel::PgConnection,
+    mask: &SecretMask,
+    log: &Logger,
+) -> Result<StoredControls, AppError> {
+    let accounts = queries::account_controls(conn).map_err(db::DbError::from)?;
+    let kill_switch = queries::control_flag(conn, "kill_switch").map_err(db::DbError::from)?;
+    let env: std::collections::HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let mut added = Vec::new();
+    for row in accounts.iter().filter(|r| r.origin == "api") {
+        let Some(definition) = &row.definition else {
+            continue;
+        };
+        match crate::config::account_from_definition(definition, &env) {
+            Ok(cfg) => {
+                mask.add(crate::control::account_secrets(&cfg));
+                added.push(cfg);
+            }
+            Err(e) => error!(log, "an account added over the API cannot start: its stored \
+                definition no longer validates (set the variables it names, or remove it)";
+                "account_id" => row.account_id.clone(), "problems" => e.0),
+        }
     }
+    Ok(StoredControls {
+        accounts,
+        added,
+        kill_switch,
+    })
 }
 
 /// Says loudly, once per live account, that it sends real orders: a `warn!` in the
@@ -209,15 +230,21 @@ fn warn_live_accounts(settings: &Settings, log: &Logger) {
     }
 }
 
-/// `vibex run`: the daemon, until SIGTERM/SIGINT.
+/// `vibex run`: the daemon, until SIGTERM/SIGINT (no reload: see [`run_reloadable`]).
 pub fn run(settings: Settings) -> Result<(), AppError> {
+    run_reloadable(settings, None)
+}
+
+/// `vibex run` with the options the configuration was loaded with: `SIGHUP` and
+/// `POST /config/reload` re-read the accounts file through them.
+pub fn run_reloadable(settings: Settings, reload: Option<LoadOptions>) -> Result<(), AppError> {
     let (tel, mask) = init_logging(&settings)?;
     let app_log = telemetry::domain_logger(&tel.root, LogDomain::App);
     info!(app_log, "vibex starting"; "version" => env!("CARGO_PKG_VERSION"),
         "accounts" => settings.accounts.len());
     warn_live_accounts(&settings, &app_log);
     raise_open_file_limit(&app_log);
-    let result = run_with_logs(settings, &tel.root, &mask);
+    let result = run_with_logs(settings, reload, &tel.root, &mask);
     if let Err(e) = &result {
         error!(app_log, "vibex stopped with an error"; "error" => e.to_string());
     } else {
@@ -227,11 +254,16 @@ pub fn run(settings: Settings) -> Result<(), AppError> {
     result
 }
 
-fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result<(), AppError> {
+fn run_with_logs(
+    settings: Settings,
+    reload: Option<LoadOptions>,
+    root: &Logger,
+    mask: &SecretMask,
+) -> Result<(), AppError> {
     let app_log = telemetry::domain_logger(root, LogDomain::App);
     let (pg, url) = database(&settings, mask, &app_log)?;
     let pool = db::connect(&url, 16)?;
-    {
+    let stored = {
         let mut conn = db::conn(&pool)?;
         let applied = db::run_migrations(&mut conn)?;
         if !applied.is_empty() {
@@ -245,14 +277,22 @@ fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result
             diesel::QueryResult::Ok(())
         })
         .map_err(db::DbError::from)?;
-    }
+        stored_controls(&mut conn, mask, &app_log)?
+    };
     let system = actix::System::new();
-    let result = system.block_on(serve(settings, pool, root.clone()));
+    let plane = (reload, mask.clone());
+    let result = system.block_on(serve(settings, stored, plane, pool, root.clone()));
     drop(pg);
     result
 }
 
-async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), AppError> {
+async fn serve(
+    settings: Settings,
+    stored: StoredControls,
+    (reload, mask): (Option<LoadOptions>, SecretMask),
+    pool: DbPool,
+    root: Logger,
+) -> Result<(), AppError> {
     let app_log = telemetry::domain_logger(&root, LogDomain::App);
     let trading_log = telemetry::domain_logger(&root, LogDomain::Trading);
     let market_log = telemetry::domain_logger(&root, LogDomain::MarketData);
@@ -273,22 +313,31 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
             "spool" => pending.spool_path.display().to_string());
     }
     store.settled().await?;
-    let supervisor = Supervisor::build(
+    let supervisor = Supervisor::build_with(
         &settings,
+        stored,
         bus.clone(),
         store.clone(),
         &trading_log,
         &market_log,
         &llm_log,
-    )?
-    .start();
+    )?;
+    let directory = supervisor.directory();
+    let supervisor = supervisor.start();
+    let control = ControlPlane {
+        audit: Audit::new(store.clone(), &trading_log),
+        load_options: reload,
+        mask,
+        log: trading_log.clone(),
+    };
 
     let state = ApiState {
         pool,
         store: store.clone(),
         supervisor: supervisor.clone(),
         bus,
-        accounts: Arc::new(settings.accounts.clone()),
+        accounts: directory,
+        control: control.clone(),
         ws_ping_interval: settings.api.ws_ping_interval,
         ws_client_timeout: settings.api.ws_client_timeout,
         log: app_log.clone(),
@@ -354,7 +403,7 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     let handle = server.handle();
     actix_rt::spawn(server);
 
-    wait_for_signal(&app_log).await;
+    wait_for_signal(&app_log, &control, &supervisor).await;
     info!(
         app_log,
         "shutting down: no new cycles; finishing work in flight"
@@ -389,13 +438,16 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     Ok(())
 }
 
-async fn wait_for_signal(log: &Logger) {
+/// Waits for SIGTERM or SIGINT; meanwhile each SIGHUP re-reads the accounts file (one
+/// reload at a time, audited like `POST /config/reload`).
+async fn wait_for_signal(log: &Logger, control: &ControlPlane, supervisor: &Addr<Supervisor>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             error!(
                 log,
@@ -405,8 +457,30 @@ async fn wait_for_signal(log: &Logger) {
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => info!(log, "SIGTERM received"),
-        _ = int.recv() => info!(log, "SIGINT received"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!(log, "SIGTERM received"); return; }
+            _ = int.recv() => { info!(log, "SIGINT received"); return; }
+            _ = hup.recv() => {
+                info!(log, "SIGHUP received: reloading the accounts file");
+                let result = crate::control::reload_accounts(control, supervisor, "SIGHUP").await;
+                let (status, body) = match &result {
+                    Ok(diff) => (200, diff.clone()),
+                    Err(e) => (crate::api::control::status_of(e), serde_json::json!({"error": e.to_string()})),
+                };
+                if let Err(e) = &result {
+                    error!(log, "reload refused; nothing changed"; "error" => e.to_string());
+                }
+                control.audit.record(crate::control::AuditEntry {
+                    key_name: "SIGHUP".into(),
+                    ip: None,
+                    action: "config.reload".into(),
+                    target: None,
+                    body: None,
+                    status,
+                    result: body,
+                }).await;
+            }
+        }
     }
 }

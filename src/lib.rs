@@ -17,6 +17,8 @@ pub mod backoff;
 pub mod commands;
 /// The one validated configuration (figment): files, environment, flags.
 pub mod config;
+/// The control plane: the accounts the API sees, the audit trail, reload.
+pub mod control;
 /// PostgreSQL: schema, rows, queries, migrations, the embedded private cluster.
 pub mod db;
 /// Pure trading logic: types, indicators, snapshots, paper venue, policies.

@@ -70,13 +70,17 @@ enum KeysCommand {
     },
 }
 
-fn load(cli: &Cli) -> Result<Settings, ExitCode> {
-    let settings = config::load(&LoadOptions {
+/// Where the configuration is read from (again on SIGHUP and `POST /config/reload`).
+fn load_options(cli: &Cli) -> LoadOptions {
+    LoadOptions {
         config_file: cli.config.clone(),
         accounts_file: cli.accounts.clone(),
         dotenv_file: None,
-    })
-    .map_err(|e| {
+    }
+}
+
+fn load(cli: &Cli) -> Result<Settings, ExitCode> {
+    let settings = config::load(&load_options(cli)).map_err(|e| {
         eprintln!("error: invalid configuration:");
         for problem in e.problems() {
             eprintln!("  {problem}");
@@ -101,7 +105,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            match vibex::app::run(settings) {
+            match vibex::app::run_reloadable(settings, Some(load_options(&cli))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -38,6 +38,18 @@ fn migrations_build_every_table_and_diesel_reads_them() {
         .select(AccountRow::as_select())
         .load(&mut conn)
         .unwrap();
+    account_controls::table
+        .select(AccountControlRow::as_select())
+        .load(&mut conn)
+        .unwrap();
+    control_flags::table
+        .select(ControlFlagRow::as_select())
+        .load(&mut conn)
+        .unwrap();
+    control_actions::table
+        .select(ControlActionRow::as_select())
+        .load(&mut conn)
+        .unwrap();
     candles::table
         .select(CandleRow::as_select())
         .load(&mut conn)
@@ -622,10 +634,16 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
         .start();
     let state = vibex::api::ApiState {
         pool,
-        store,
+        store: store.clone(),
         supervisor,
         bus,
-        accounts: std::sync::Arc::new(settings.accounts),
+        control: vibex::control::ControlPlane {
+            audit: vibex::control::Audit::new(store.clone(), &log),
+            load_options: None,
+            mask: Default::default(),
+            log: log.clone(),
+        },
+        accounts: vibex::control::AccountDirectory::new(settings.accounts),
         ws_ping_interval: std::time::Duration::from_secs(30),
         ws_client_timeout: std::time::Duration::from_secs(75),
         log,

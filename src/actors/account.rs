@@ -35,6 +35,7 @@ use diesel::{PgConnection, QueryResult};
 use rust_decimal::Decimal;
 use slog::{error, info, warn, Logger};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -123,11 +124,34 @@ pub fn load_account(conn: &mut PgConnection, id: &str) -> QueryResult<Option<Sto
     }))
 }
 
+/// The global kill switch: one flag the Supervisor sets and every account reads at
+/// each cycle (and passes to its risk rules), so turning it on halts new exposure
+/// everywhere at the next decision without a message per account.
+#[derive(Clone, Debug, Default)]
+pub struct KillSwitch(Arc<AtomicBool>);
+
+impl KillSwitch {
+    /// A switch, on or off.
+    pub fn new(on: bool) -> Self {
+        KillSwitch(Arc::new(AtomicBool::new(on)))
+    }
+
+    /// Whether it is on.
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Turns it on or off.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+}
+
 /// Process-wide settings every account tree needs.
 #[derive(Clone, Debug)]
 pub struct SharedSettings {
     /// The global kill switch.
-    pub kill_switch: bool,
+    pub kill_switch: KillSwitch,
     /// Settings of the LLM accounts (attribution headers, price table).
     pub llm: LlmGlobalSettings,
     /// The window the accounts' first cycles spread over when the daemon starts (it
@@ -161,8 +185,12 @@ pub struct Account {
     store: Store,
     log: Logger,
     state: &'static str,
+    /// The operator paused it: cycles run, entries are refused (exits keep working).
+    paused: bool,
     in_flight: Option<CycleId>,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// Waiting for the cycle in flight to end (pause, close-all).
+    idle_waiters: Vec<oneshot::Sender<()>>,
     cycles_completed: u64,
     cycles_skipped: u64,
     cycles_failed: u64,
@@ -176,10 +204,12 @@ pub struct Account {
 }
 
 impl Account {
-    /// An account tree for `cfg`, fed by `hubs` (one per asset).
+    /// An account tree for `cfg`, fed by `hubs` (one per asset); `paused` as the
+    /// operator left it.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Arc<AccountConfig>,
+        paused: bool,
         shared: Arc<SharedSettings>,
         hubs: Vec<(Asset, Addr<MarketDataHub>)>,
         bus: Addr<EventBus>,
@@ -200,8 +230,10 @@ impl Account {
             store,
             log,
             state: "starting",
+            paused,
             in_flight: None,
             drain_waiters: Vec::new(),
+            idle_waiters: Vec::new(),
             cycles_completed: 0,
             cycles_skipped: 0,
             cycles_failed: 0,
@@ -257,7 +289,7 @@ impl Account {
     }
 
     fn start_cycle(&mut self, ctx: &mut Context<Self>) {
-        if self.state != "active" {
+        if !matches!(self.state, "active" | "paused") {
             return;
         }
         if let Some(running) = self.in_flight {
@@ -280,6 +312,8 @@ impl Account {
         let fresh = BuiltinPolicy::from_model(&self.cfg.llm_model)
             .is_none()
             .then_some(LLM_DATA_MAX_AGE);
+        let paused = self.paused;
+        let kill_switch = self.shared.kill_switch.clone();
         let fut = async move {
             // 1. Market data.
             let mut snapshots = Vec::new();
@@ -334,6 +368,8 @@ impl Account {
                     cycle_id,
                     snapshots,
                     view,
+                    paused,
+                    global_kill_switch: kill_switch.is_on(),
                 })
                 .await
                 .map_err(|e| CycleError::ChildDied(format!("decision actor: {e}")))?;
@@ -416,6 +452,9 @@ impl Account {
                 }
             }
             act.last_cycle = Some(summary);
+            for w in act.idle_waiters.drain(..) {
+                let _ = w.send(());
+            }
             if act.state == "stopping" {
                 act.finish_drain();
             }
@@ -509,7 +548,7 @@ impl Actor for Account {
                 DecisionActor::new(
                     act.cfg.clone(),
                     source,
-                    act.shared.kill_switch,
+                    act.shared.kill_switch.is_on(),
                     spent_today,
                     act.store.clone(),
                     &act.llm_log,
@@ -517,7 +556,7 @@ impl Actor for Account {
                 .in_tree(act.tree.tree())
                 .start(),
             );
-            act.set_state("active");
+            act.set_state(if act.paused { "paused" } else { "active" });
             // The first cycle soon (the hubs' data arrive about then); the next ones at
             // the account's own offset within its interval, so that many accounts spread
             // their cycles over the interval (domain::cadence).
@@ -625,6 +664,72 @@ impl Handler<Drain> for Account {
             // writes queued in the store) before the account reports drained.
             if let Some(exec) = execution {
                 let _ = exec.send(GetExecutionView::default()).await;
+            }
+        })
+    }
+}
+
+impl Account {
+    /// Resolves once no cycle is in flight (at once when none is).
+    fn idle(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.in_flight.is_none() {
+            let _ = tx.send(());
+        } else {
+            self.idle_waiters.push(tx);
+        }
+        rx
+    }
+}
+
+impl Handler<SetPaused> for Account {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: SetPaused, _: &mut Self::Context) -> Self::Result {
+        self.paused = msg.0;
+        if msg.0 {
+            info!(self.log, "account paused: no new entries");
+        } else {
+            info!(self.log, "account resumed");
+        }
+        if matches!(self.state, "active" | "paused") {
+            self.set_state(if msg.0 { "paused" } else { "active" });
+        }
+        // A cycle that decided before the pause may still open: answer after it.
+        let idle = self.idle();
+        Box::pin(async move {
+            let _ = idle.await;
+        })
+    }
+}
+
+impl Handler<FlattenAccount> for Account {
+    type Result = ResponseFuture<CloseAllReport>;
+
+    fn handle(&mut self, msg: FlattenAccount, _: &mut Self::Context) -> Self::Result {
+        let idle = self.idle();
+        let execution = self.execution.clone();
+        let log = self.log.clone();
+        info!(log, "close-all requested"; "reason" => &msg.reason);
+        Box::pin(async move {
+            let _ = idle.await;
+            let Some(exec) = execution else {
+                return CloseAllReport {
+                    problems: vec!["the account has not started yet (no execution actor)".into()],
+                    ..CloseAllReport::default()
+                };
+            };
+            match exec.send(CloseAll { reason: msg.reason }).await {
+                Ok(report) => {
+                    info!(log, "close-all done"; "cancelled_orders" => report.cancelled_orders.len(),
+                        "closed_positions" => report.closed_positions.len(),
+                        "fills" => report.fills.len(), "problems" => report.problems.join("; "));
+                    report
+                }
+                Err(e) => CloseAllReport {
+                    problems: vec![format!("execution actor: {e}")],
+                    ..CloseAllReport::default()
+                },
             }
         })
     }

@@ -158,6 +158,7 @@ impl DecisionActor {
                 cooldown: cfg.risk.cooldown,
                 kill_switch: cfg.risk.kill_switch,
                 global_kill_switch,
+                paused: false,
                 hysteresis_cycles: cfg.risk.hysteresis_cycles,
                 max_daily_loss_pct: cfg.risk.max_daily_loss_pct,
                 halt_entries_after: Some(store.settings().halt_entries_after),
@@ -610,6 +611,9 @@ impl Handler<Decide> for DecisionActor {
     type Result = ResponseActFuture<Self, Vec<ApprovedDecision>>;
 
     fn handle(&mut self, msg: Decide, _: &mut Self::Context) -> Self::Result {
+        // The operator's switches as they stand at this cycle (the Account owns them).
+        self.limits.paused = msg.paused;
+        self.limits.global_kill_switch = msg.global_kill_switch;
         let started = Instant::now();
         let now = Utc::now();
         if let DecisionSource::Builtin(policy) = &self.source {

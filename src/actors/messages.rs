@@ -152,7 +152,8 @@ pub struct HubStatus {
 pub struct AccountStatus {
     /// Account id.
     pub account_id: AccountId,
-    /// `starting`, `active`, `stopping`, `stopped`, `restarting`.
+    /// `active`, `paused`, `stopped` (the operator's wish, once running or stopped);
+    /// `starting`, `stopping`, `restarting` in between.
     pub state: String,
     /// `paper` or `live`.
     pub mode: String,
@@ -211,6 +212,22 @@ pub struct GetAccountStatus;
 #[rtype(result = "()")]
 pub struct Drain;
 
+/// Pause (no new entries; exits and TP/SL keep working) or resume an account. The reply
+/// comes once no cycle decided before the change is still in flight, so no entry
+/// follows a pause's answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPaused(pub bool);
+
+/// Flatten an account: once the cycle in flight (if any) finished, its ExecutionActor
+/// cancels every open order and closes every position ([`CloseAll`]).
+#[derive(Message)]
+#[rtype(result = "CloseAllReport")]
+pub struct FlattenAccount {
+    /// Why (recorded with the orders).
+    pub reason: String,
+}
+
 // ---- DecisionActor -----------------------------------------------------------------
 
 /// Decide for every asset of the account.
@@ -223,6 +240,10 @@ pub struct Decide {
     pub snapshots: Vec<Arc<MarketSnapshot>>,
     /// Balance, positions, orders, recent fills and diary, last trades.
     pub view: ExecutionView,
+    /// The operator paused the account: no new entries.
+    pub paused: bool,
+    /// The global kill switch is on: no new entries.
+    pub global_kill_switch: bool,
 }
 
 /// The decision maker's state (account status).
@@ -273,13 +294,53 @@ pub struct GetExecutionView {
     pub rules: HashMap<Symbol, SymbolRules>,
 }
 
-/// Cancel every open order and close every position of the account (the kill switch
-/// and the API call it). Answers what could not be done.
+/// Cancel every open order and close every position of the account at market,
+/// reduce-only (the kill switch and `POST /accounts/{id}/close-all` call it). Answers
+/// what was cancelled and filled, and what could not be done.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "CloseAllReport")]
 pub struct CloseAll {
     /// Why (recorded with the orders).
     pub reason: String,
+}
+
+/// What a close-all did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CloseAllReport {
+    /// Working orders cancelled (client order ids).
+    pub cancelled_orders: Vec<String>,
+    /// Positions open before and gone after.
+    pub closed_positions: Vec<ClosedPosition>,
+    /// The fills of the closing orders.
+    pub fills: Vec<ClosingFill>,
+    /// What could not be done, one line each (empty: the account is flat).
+    pub problems: Vec<String>,
+}
+
+/// A position a close-all flattened.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClosedPosition {
+    /// Symbol.
+    pub symbol: Symbol,
+    /// `long` or `short`.
+    pub side: crate::domain::types::PositionSide,
+    /// Its size before.
+    pub quantity: Decimal,
+}
+
+/// A fill of a close-all's orders.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClosingFill {
+    /// Symbol.
+    pub symbol: Symbol,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    /// Quantity.
+    pub quantity: Decimal,
+    /// Price.
+    pub price: Decimal,
+    /// Realized PnL.
+    pub realized_pnl: Decimal,
 }
 
 /// What [`GetExecutionView`] answers.
@@ -341,6 +402,8 @@ pub struct SystemStatus {
     pub accounts: Vec<AccountStatus>,
     /// Every market-data hub.
     pub market_data: Vec<HubStatus>,
+    /// The global kill switch.
+    pub kill_switch: KillSwitchStatus,
     /// Every venue base URL's request gate: weight used, and a ban (418) in force —
     /// while a venue is banned its accounts pause.
     pub venues: Vec<crate::exchange::aster::gate::GateStatus>,
@@ -362,4 +425,114 @@ pub struct GetMarketData;
 pub struct Shutdown {
     /// Give up waiting after this long.
     pub deadline: Duration,
+}
+
+// ---- Control (the Supervisor) --------------------------------------------------------
+
+/// The global kill switch as shown in `/status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KillSwitchStatus {
+    /// On: no account opens anything new.
+    pub enabled: bool,
+    /// Since when (set over the API; `None` when set by the configuration or never).
+    pub since: Option<DateTime<Utc>>,
+    /// Who set it (an API key's name, or `configuration`).
+    pub by: Option<String>,
+}
+
+/// Why the Supervisor refused a control request.
+#[derive(Clone, Debug)]
+pub enum ControlError {
+    /// No such account.
+    NotFound(String),
+    /// The request contradicts the current state (an id already in use, ...).
+    Conflict(String),
+    /// The request is invalid (a configuration problem, naming the field).
+    Invalid(String),
+    /// Shutting down, or the store did not take the change.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::NotFound(m)
+            | ControlError::Conflict(m)
+            | ControlError::Invalid(m)
+            | ControlError::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What a control request answers: a JSON report of what was done.
+pub type ControlResult = Result<serde_json::Value, ControlError>;
+
+/// Add an account at runtime (from the API): registered, then started.
+#[derive(Message)]
+#[rtype(result = "ControlResult")]
+pub struct AddAccount {
+    /// The validated account.
+    pub cfg: crate::config::AccountConfig,
+    /// Its definition as given (`${VAR}` references, no secret), kept for restarts.
+    pub definition: serde_json::Value,
+    /// Who asked (a key's name).
+    pub by: String,
+}
+
+/// Remove an account: drained (no new cycle; the one in flight finishes), optionally
+/// flattened, stopped; its rows stay, and it does not trade after a restart.
+#[derive(Message)]
+#[rtype(result = "ControlResult")]
+pub struct RemoveAccount {
+    /// The account.
+    pub id: AccountId,
+    /// Close its positions and cancel its orders once drained.
+    pub close_positions: bool,
+    /// Who asked.
+    pub by: String,
+}
+
+/// Pause or resume an account (resume also restarts a stopped one).
+#[derive(Message)]
+#[rtype(result = "ControlResult")]
+pub struct SetAccountPaused {
+    /// The account.
+    pub id: AccountId,
+    /// Pause (true) or resume (false).
+    pub paused: bool,
+    /// Who asked.
+    pub by: String,
+}
+
+/// Close-all on one account.
+#[derive(Message)]
+#[rtype(result = "ControlResult")]
+pub struct CloseAllOf {
+    /// The account.
+    pub id: AccountId,
+    /// Who asked.
+    pub by: String,
+}
+
+/// Turn the global kill switch on (optionally flattening every account) or off.
+#[derive(Message)]
+#[rtype(result = "ControlResult")]
+pub struct SetKillSwitch {
+    /// On or off.
+    pub enabled: bool,
+    /// With `enabled`: flatten every running account too.
+    pub flatten: bool,
+    /// Who asked.
+    pub by: String,
+}
+
+/// Apply a re-read accounts file: added accounts start, removed ones drain, changed ones
+/// restart with the new settings, unchanged ones are not touched.
+#[derive(Message)]
+#[rtype(result = "ControlResult")]
+pub struct ReloadAccounts {
+    /// The accounts of the file, validated.
+    pub accounts: Vec<crate::config::AccountConfig>,
+    /// Who asked (`SIGHUP` or a key's name).
+    pub by: String,
 }

@@ -81,6 +81,15 @@ impl ApiError {
         }
     }
 
+    /// 409: the request contradicts the current state (an account id in use, ...).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
     /// 503: the database or an actor is unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod control;
 pub mod error;
 pub mod ws_session;
 
@@ -48,8 +49,11 @@ pub struct ApiState {
     pub supervisor: Addr<Supervisor>,
     /// The event bus (WebSocket sessions subscribe to it).
     pub bus: Addr<EventBus>,
-    /// The configured accounts.
-    pub accounts: Arc<Vec<AccountConfig>>,
+    /// The accounts (the file's and those added at runtime; removed ones stay listed,
+    /// stopped, so their rows stay queryable). The Supervisor keeps it current.
+    pub accounts: crate::control::AccountDirectory,
+    /// Audit trail and reload (the control routes).
+    pub control: crate::control::ControlPlane,
     /// Server ping period on WebSockets.
     pub ws_ping_interval: Duration,
     /// A WebSocket client silent for this long is dropped.
@@ -59,10 +63,10 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    fn account(&self, id: &str) -> Result<&AccountConfig, ApiError> {
+    /// The account with this id, or a 404.
+    pub fn account(&self, id: &str) -> Result<Arc<AccountConfig>, ApiError> {
         self.accounts
-            .iter()
-            .find(|a| a.id.as_str() == id)
+            .get(id)
             .ok_or_else(|| ApiError::unknown_account(id))
     }
 }
@@ -196,6 +200,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/reconciliation", web::get().to(reconciliation))
     .route("/market-data", web::get().to(market_data))
     .route("/ws/{channel}", web::get().to(websocket));
+    control::configure(cfg);
 }
 
 /// JSON 404 for every path no route matches.
@@ -227,6 +232,7 @@ async fn status(state: web::Data<ApiState>, caller: Caller) -> Result<HttpRespon
         s.accounts.retain(|a| caller.sees(a.account_id.as_str()));
         let venues: Vec<String> = state
             .accounts
+            .all()
             .iter()
             .filter(|a| caller.sees(a.id.as_str()))
             .map(|a| a.asterdex.base_url.trim_end_matches('/').to_string())
@@ -244,6 +250,7 @@ async fn status(state: web::Data<ApiState>, caller: Caller) -> Result<HttpRespon
         "uptime_s": (Utc::now() - s.started_at).num_seconds(),
         "accounts": s.accounts,
         "market_data": s.market_data,
+        "kill_switch": s.kill_switch,
         "venues": s.venues,
         "storage": state.store.health(),
     })))
@@ -273,6 +280,7 @@ async fn accounts(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResp
         .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
     let items: Vec<_> = state
         .accounts
+        .all()
         .iter()
         .filter(|cfg| caller.sees(cfg.id.as_str()))
         .map(|cfg| {

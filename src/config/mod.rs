@@ -37,6 +37,7 @@
 //! [`CycleInterval::parse`]: crate::config::CycleInterval::parse
 //! [`Secret`]: crate::secret::Secret
 
+mod body;
 mod env_accounts;
 mod raw;
 mod sources;
@@ -62,6 +63,7 @@ use validate::Locate;
 pub fn parse_key_accounts(text: &str) -> Result<Vec<String>, String> {
     validate::parse_key_scope(raw::AssetsInput::Text(text.to_string()))
 }
+pub use body::{account_from_body, account_from_definition, BodyFormat};
 
 /// Default `--config` file, looked up in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "vibex.toml";

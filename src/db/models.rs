@@ -311,3 +311,53 @@ impl IncomeRow {
         "OTHER",
     ];
 }
+
+/// The operator's wish for one account, kept across restarts (`account_controls`).
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize)]
+#[diesel(table_name = account_controls, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct AccountControlRow {
+    pub account_id: String,
+    /// `active`, `paused` or `stopped`.
+    pub state: String,
+    /// `file` (the accounts file defines it) or `api` (added over the API).
+    pub origin: String,
+    /// An API-added account's definition as given (`${VAR}` references, no secret).
+    pub definition: Option<serde_json::Value>,
+    /// The API key's name (or `(no key)`, `config reload`, `SIGHUP`).
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A process-wide switch (`control_flags`; today `kill_switch`).
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset, Serialize, Deserialize)]
+#[diesel(table_name = control_flags, check_for_backend(diesel::pg::Pg))]
+pub struct ControlFlagRow {
+    pub name: String,
+    pub enabled: bool,
+    /// What came with it (`{"flatten": true}`).
+    pub detail: serde_json::Value,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One control request, granted or refused (`control_actions`, `GET /audit`).
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = control_actions, check_for_backend(diesel::pg::Pg))]
+pub struct ControlActionRow {
+    pub id: Uuid,
+    pub ts: DateTime<Utc>,
+    /// The API key's name, never the key.
+    pub key_name: String,
+    pub client_ip: Option<String>,
+    /// `account.add`, `account.pause`, `kill_switch.on`, `config.reload`, ...
+    pub action: String,
+    /// The account id, or `None` for a global action.
+    pub target: Option<String>,
+    /// The request body with secrets masked.
+    pub body: Option<serde_json::Value>,
+    /// The HTTP status answered.
+    pub status: i32,
+    /// What was done, or why not.
+    pub result: serde_json::Value,
+}

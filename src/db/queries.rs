@@ -775,3 +775,81 @@ pub fn order_with_events(
         .load(conn)?;
     Ok(Some((order, events)))
 }
+
+/// Records the operator's wish for an account (last write wins).
+pub fn upsert_account_control(conn: &mut PgConnection, row: &AccountControlRow) -> QueryResult<()> {
+    diesel::insert_into(account_controls::table)
+        .values(row)
+        .on_conflict(account_controls::account_id)
+        .do_update()
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every account's stored control row (read at start).
+pub fn account_controls(conn: &mut PgConnection) -> QueryResult<Vec<AccountControlRow>> {
+    account_controls::table
+        .select(AccountControlRow::as_select())
+        .order(account_controls::account_id)
+        .load(conn)
+}
+
+/// Sets a process-wide switch.
+pub fn upsert_control_flag(conn: &mut PgConnection, row: &ControlFlagRow) -> QueryResult<()> {
+    diesel::insert_into(control_flags::table)
+        .values(row)
+        .on_conflict(control_flags::name)
+        .do_update()
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One process-wide switch, `None` when it was never set.
+pub fn control_flag(conn: &mut PgConnection, name: &str) -> QueryResult<Option<ControlFlagRow>> {
+    control_flags::table
+        .find(name)
+        .select(ControlFlagRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Appends control requests to the audit trail.
+pub fn insert_control_actions(
+    conn: &mut PgConnection,
+    rows: &[&ControlActionRow],
+) -> QueryResult<()> {
+    for chunk in rows.chunks(5_000) {
+        diesel::insert_into(control_actions::table)
+            .values(chunk.iter().map(|r| (*r).clone()).collect::<Vec<_>>())
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The audit trail, newest first: `account_id` filters the target, `kind` the action.
+pub fn list_control_actions(
+    conn: &mut PgConnection,
+    f: &ListFilter,
+) -> QueryResult<Vec<ControlActionRow>> {
+    let mut q = control_actions::table
+        .select(ControlActionRow::as_select())
+        .into_boxed();
+    if let Some(a) = &f.account_id {
+        q = q.filter(control_actions::target.eq(a));
+    }
+    if let Some(k) = &f.kind {
+        q = q.filter(control_actions::action.eq(k));
+    }
+    if let Some(t) = f.since {
+        q = q.filter(control_actions::ts.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(control_actions::ts.lt(t));
+    }
+    q.order(control_actions::ts.desc())
+        .limit(f.limit)
+        .load(conn)
+}

@@ -248,6 +248,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The operator's wish per account (active, paused, stopped) and API-added definitions.
+    account_controls (account_id) {
+        account_id -> Text,
+        state -> Text,
+        origin -> Text,
+        definition -> Nullable<Jsonb>,
+        updated_by -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Process-wide switches (the kill switch).
+    control_flags (name) {
+        name -> Text,
+        enabled -> Bool,
+        detail -> Jsonb,
+        updated_by -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// The audit trail of control requests.
+    control_actions (id) {
+        id -> Uuid,
+        ts -> Timestamptz,
+        key_name -> Text,
+        client_ip -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        body -> Nullable<Jsonb>,
+        status -> Int4,
+        result -> Jsonb,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     candles,
@@ -263,4 +301,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconciliation_events,
     income_events,
     store_marker,
+    account_controls,
+    control_flags,
+    control_actions,
 );

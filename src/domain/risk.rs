@@ -3,7 +3,8 @@
 //!
 //! Rules only ever block or shrink what adds exposure; closing a position is always
 //! allowed. Which rule clamps and which refuses:
-//! - kill switch on (the account's or the global one): refuse new exposure;
+//! - kill switch on (the account's or the global one), or the account paused by an
+//!   operator: refuse new exposure;
 //! - PostgreSQL unreachable for longer than `storage.halt_entries_after`: refuse new
 //!   exposure until it answers again (what vibex does cannot be stored, only spooled);
 //! - the day's loss reached `risk.max_daily_loss_pct` of the day's start equity:
@@ -39,6 +40,8 @@ pub struct RiskLimits {
     pub kill_switch: bool,
     /// Open nothing new (the process-wide switch).
     pub global_kill_switch: bool,
+    /// Open nothing new (the operator paused the account; exits keep working).
+    pub paused: bool,
     /// Consecutive cycles a reversal must be asked for (1 = no hysteresis).
     pub hysteresis_cycles: u32,
     /// Stop new entries after losing this percentage of the day's start equity.
@@ -140,6 +143,9 @@ pub fn check(decision: &TradeDecision, limits: &RiskLimits, input: &RiskInput) -
     }
     if limits.kill_switch {
         return refuse("kill switch is on: no new positions".into());
+    }
+    if limits.paused {
+        return refuse("the account is paused: no new positions; exits keep working".into());
     }
     if let (Some(limit), Some(down)) = (limits.halt_entries_after, input.database_unreachable_for) {
         if down >= limit {
@@ -495,6 +501,26 @@ mod tests {
         assert!(
             matches!(v, RiskVerdict::Refused { ref reason } if reason.contains("global kill switch"))
         );
+    }
+
+    #[test]
+    fn a_paused_account_opens_nothing_but_may_close() {
+        let paused = RiskLimits {
+            paused: true,
+            ..limits()
+        };
+        assert!(matches!(
+            check(&buy(dec!(100), None, None), &paused, &input(None)),
+            RiskVerdict::Refused { ref reason } if reason.contains("paused")
+        ));
+        assert!(matches!(
+            check(
+                &buy(dec!(0), None, None),
+                &paused,
+                &input(Some(PositionSide::Short))
+            ),
+            RiskVerdict::Approved { .. }
+        ));
     }
 
     #[test]

@@ -137,6 +137,21 @@ pub enum Rows {
         /// `active`, `stopping`, `stopped`, ...
         status: String,
     },
+    /// A control-plane row (src/control): rare, written in the order given.
+    Control(ControlRow),
+}
+
+/// The control plane's rows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControlRow {
+    /// An account added at runtime (or by a reload) is registered.
+    Register(crate::db::models::AccountRow),
+    /// The operator's wish for an account.
+    Account(crate::db::models::AccountControlRow),
+    /// A process-wide switch (the kill switch).
+    Flag(crate::db::models::ControlFlagRow),
+    /// An entry of the audit trail.
+    Action(crate::db::models::ControlActionRow),
 }
 
 impl Rows {
@@ -154,7 +169,10 @@ impl Rows {
                     + usize::from(b.paper_wallet.is_some())
             }
             Rows::Decisions(rows) => rows.len(),
-            Rows::Interaction(_) | Rows::Equity(_) | Rows::AccountStatus { .. } => 1,
+            Rows::Interaction(_)
+            | Rows::Equity(_)
+            | Rows::AccountStatus { .. }
+            | Rows::Control(_) => 1,
             Rows::Snapshot { candles, .. } => 1 + candles.len(),
         }
     }
@@ -204,7 +222,14 @@ impl Rows {
                 pg_text::clean_opt(&mut row.error);
             }
             Rows::Snapshot { snapshot, .. } => pg_text::clean_json(&mut snapshot.data),
-            Rows::Equity(_) | Rows::AccountStatus { .. } => {}
+            Rows::Control(ControlRow::Action(a)) => {
+                pg_text::clean(&mut a.key_name);
+                pg_text::clean(&mut a.action);
+                pg_text::clean_opt(&mut a.target);
+                pg_text::clean_json_opt(&mut a.body);
+                pg_text::clean_json(&mut a.result);
+            }
+            Rows::Equity(_) | Rows::AccountStatus { .. } | Rows::Control(_) => {}
         }
     }
 }

@@ -20,7 +20,7 @@
 //!   commit whose outcome was uncertain, or a replay interrupted by a crash, the marker
 //!   says exactly which writes are in.
 
-use super::Rows;
+use super::{ControlRow, Rows};
 use crate::db::models::*;
 use crate::db::queries;
 use crate::db::schema::*;
@@ -144,6 +144,10 @@ fn per_statement(columns: usize) -> usize {
 #[derive(Default)]
 struct Tables<'a> {
     statuses: Vec<(&'a str, &'a str)>,
+    registers: Vec<&'a crate::db::models::AccountRow>,
+    controls: Vec<&'a crate::db::models::AccountControlRow>,
+    flags: Vec<&'a crate::db::models::ControlFlagRow>,
+    actions: Vec<&'a crate::db::models::ControlActionRow>,
     status_at: HashMap<&'a str, usize>,
     wallets: Vec<(&'a str, Decimal)>,
     wallet_at: HashMap<&'a str, usize>,
@@ -236,6 +240,12 @@ impl<'a> Tables<'a> {
                 account_id.as_str(),
                 (account_id.as_str(), status.as_str()),
             ),
+            Rows::Control(row) => match row {
+                ControlRow::Register(r) => self.registers.push(r),
+                ControlRow::Account(r) => self.controls.push(r),
+                ControlRow::Flag(r) => self.flags.push(r),
+                ControlRow::Action(r) => self.actions.push(r),
+            },
             Rows::Snapshot { snapshot, candles } => {
                 self.snapshots.push(snapshot);
                 for c in candles {
@@ -305,6 +315,18 @@ impl<'a> Tables<'a> {
 
     fn write(&self, conn: &mut PgConnection) -> QueryResult<()> {
         let now = Utc::now();
+        // Registrations first: the other rows of a new account refer to it. The
+        // control rows are rare and applied in arrival order (last one wins).
+        for row in &self.registers {
+            queries::upsert_account(conn, row)?;
+        }
+        for row in &self.controls {
+            queries::upsert_account_control(conn, row)?;
+        }
+        for row in &self.flags {
+            queries::upsert_control_flag(conn, row)?;
+        }
+        queries::insert_control_actions(conn, &self.actions)?;
         for (id, status) in &self.statuses {
             diesel::update(accounts::table.find(*id))
                 .set((accounts::status.eq(*status), accounts::updated_at.eq(now)))

@@ -591,19 +591,78 @@ impl Handler<Execute> for ExecutionActor {
 }
 
 impl Handler<CloseAll> for ExecutionActor {
-    type Result = ResponseActFuture<Self, Result<(), String>>;
+    type Result = ResponseActFuture<Self, CloseAllReport>;
 
     fn handle(&mut self, msg: CloseAll, _: &mut Self::Context) -> Self::Result {
         let core = self.core.clone();
         let fut = async move {
             let mut core = core.lock().await;
+            let orders_before = core.engine.open_orders();
+            let (before, _) = core.engine.view();
+            let fills_before = core.journal.fills_recorded;
             let outcome = core.run(Input::CloseAll { reason: msg.reason }, None).await;
             core.settle().await;
+            core.journal.flushed().await;
+            let open_after: Vec<String> = core
+                .engine
+                .open_orders()
+                .into_iter()
+                .map(|o| o.client_order_id)
+                .collect();
+            let (after, _) = core.engine.view();
+            let new_fills = core.journal.fills_recorded.saturating_sub(fills_before);
+            let mut report = CloseAllReport {
+                cancelled_orders: orders_before
+                    .into_iter()
+                    .map(|o| o.client_order_id)
+                    .filter(|id| !open_after.contains(id))
+                    .collect(),
+                closed_positions: before
+                    .positions
+                    .iter()
+                    .filter(|p| after.position(&p.symbol).is_none())
+                    .map(|p| ClosedPosition {
+                        symbol: p.symbol.clone(),
+                        side: p.side,
+                        quantity: p.quantity,
+                    })
+                    .collect(),
+                fills: core
+                    .journal
+                    .recent_fills
+                    .iter()
+                    .take(new_fills)
+                    .map(|f| ClosingFill {
+                        symbol: f.symbol.clone(),
+                        side: f.side.as_str().to_string(),
+                        quantity: f.quantity,
+                        price: f.price,
+                        realized_pnl: f.realized_pnl,
+                    })
+                    .collect(),
+                problems: Vec::new(),
+            };
             match outcome {
-                Outcome::ClosedAll { problems } if problems.is_empty() => Ok(()),
-                Outcome::ClosedAll { problems } => Err(problems.join("; ")),
-                other => Err(format!("close-all ended unexpectedly: {other:?}")),
+                Outcome::ClosedAll { problems } => report.problems = problems,
+                other => report
+                    .problems
+                    .push(format!("close-all ended unexpectedly: {other:?}")),
             }
+            for p in &after.positions {
+                if !report
+                    .problems
+                    .iter()
+                    .any(|l| l.contains(p.symbol.0.as_str()))
+                {
+                    report.problems.push(format!(
+                        "{}: a {} position of {} is still open",
+                        p.symbol.0,
+                        p.side.as_str(),
+                        p.quantity
+                    ));
+                }
+            }
+            report
         };
         Box::pin(fut.into_actor(self))
     }
