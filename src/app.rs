@@ -246,12 +246,19 @@ fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result
         .map_err(db::DbError::from)?;
     }
     let system = actix::System::new();
-    let result = system.block_on(serve(settings, pool, root.clone()));
+    // `/health` probes with a connection of its own (see api::health).
+    let health = api::health::HealthProbe::start(&url, &app_log);
+    let result = system.block_on(serve(settings, pool, health, root.clone()));
     drop(pg);
     result
 }
 
-async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), AppError> {
+async fn serve(
+    settings: Settings,
+    pool: DbPool,
+    health: api::health::HealthProbe,
+    root: Logger,
+) -> Result<(), AppError> {
     let app_log = telemetry::domain_logger(&root, LogDomain::App);
     let trading_log = telemetry::domain_logger(&root, LogDomain::Trading);
     let market_log = telemetry::domain_logger(&root, LogDomain::MarketData);
@@ -283,6 +290,7 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     .start();
 
     let state = ApiState {
+        reads: Arc::new(tokio::sync::Semaphore::new(api_read_permits(&pool))),
         pool,
         store: store.clone(),
         supervisor: supervisor.clone(),
@@ -291,11 +299,14 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
         ws_ping_interval: settings.api.ws_ping_interval,
         ws_client_timeout: settings.api.ws_client_timeout,
         log: app_log.clone(),
+        health,
+        log_dir: settings.log_dir.clone(),
     };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             // Until API keys exist every caller is unauthenticated with every right.
+            .wrap(actix_web::middleware::from_fn(api::params::screen))
             .wrap(actix_web::middleware::from_fn(api::access::open_gate))
             .configure(api::configure)
             .default_service(web::route().to(api::not_found))
@@ -351,6 +362,14 @@ async fn serve(settings: Settings, pool: DbPool, root: Logger) -> Result<(), App
     let _ = tokio::time::timeout(Duration::from_millis(500), handle.stop(true)).await;
     actix::System::current().stop();
     Ok(())
+}
+
+/// API reads in flight at once: a quarter of the pool (4 of 16). The write path always
+/// finds connections however many clients read lists, and a few CPU-bound list
+/// encodings at a time finish no later than many would on a machine of a few cores,
+/// while the threads that answer `/health` keep their share of the CPU.
+fn api_read_permits(pool: &DbPool) -> usize {
+    usize::try_from(pool.max_size() / 4).unwrap_or(1).max(2)
 }
 
 async fn wait_for_signal(log: &Logger) {

@@ -621,6 +621,9 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
         .unwrap()
         .start();
     let state = vibex::api::ApiState {
+        health: vibex::api::health::HealthProbe::start(url, &log),
+        reads: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
+        log_dir: dir.join("logs"),
         pool,
         store,
         supervisor,
