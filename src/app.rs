@@ -246,9 +246,7 @@ fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result
         .map_err(db::DbError::from)?;
     }
     let system = actix::System::new();
-    // `/health` probes with a connection of its own (see api::health).
-    let health = api::health::HealthProbe::start(&url, &app_log);
-    let result = system.block_on(serve(settings, pool, health, root.clone()));
+    let result = system.block_on(serve(settings, pool, url, root.clone()));
     drop(pg);
     result
 }
@@ -256,7 +254,7 @@ fn run_with_logs(settings: Settings, root: &Logger, mask: &SecretMask) -> Result
 async fn serve(
     settings: Settings,
     pool: DbPool,
-    health: api::health::HealthProbe,
+    database_url: String,
     root: Logger,
 ) -> Result<(), AppError> {
     let app_log = telemetry::domain_logger(&root, LogDomain::App);
@@ -289,8 +287,13 @@ async fn serve(
     )?
     .start();
 
+    // `/health` probes with a connection of its own; reads have theirs (see api::health,
+    // api::reads): neither waits behind the write path's pool.
+    let health = api::health::HealthProbe::start(&database_url, &app_log);
+    let reads = api::reads::ReadPool::new(&database_url, API_READ_CONNECTIONS, &app_log);
+    drop(database_url);
     let state = ApiState {
-        reads: Arc::new(tokio::sync::Semaphore::new(api_read_permits(&pool))),
+        reads,
         pool,
         store: store.clone(),
         supervisor: supervisor.clone(),
@@ -364,13 +367,10 @@ async fn serve(
     Ok(())
 }
 
-/// API reads in flight at once: a quarter of the pool (4 of 16). The write path always
-/// finds connections however many clients read lists, and a few CPU-bound list
-/// encodings at a time finish no later than many would on a machine of a few cores,
-/// while the threads that answer `/health` keep their share of the CPU.
-fn api_read_permits(pool: &DbPool) -> usize {
-    usize::try_from(pool.max_size() / 4).unwrap_or(1).max(2)
-}
+/// API reads in flight at once, each on a connection of the API's own: a few CPU-bound
+/// list encodings at a time finish no later than many would on a machine of a few
+/// cores, while the threads that answer `/health` keep their share of the CPU.
+const API_READ_CONNECTIONS: usize = 4;
 
 async fn wait_for_signal(log: &Logger) {
     use tokio::signal::unix::{signal, SignalKind};

@@ -622,7 +622,7 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
         .start();
     let state = vibex::api::ApiState {
         health: vibex::api::health::HealthProbe::start(url, &log),
-        reads: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
+        reads: vibex::api::reads::ReadPool::new(url, 2, &log),
         log_dir: dir.join("logs"),
         pool,
         store,

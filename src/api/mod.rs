@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod logs;
 pub mod params;
+pub mod reads;
 pub mod ws_session;
 
 use crate::actors::event_bus::EventBus;
@@ -59,16 +60,11 @@ pub struct ApiState {
     pub log: Logger,
     /// The database probe `/health` reads (never the shared pool).
     pub health: health::HealthProbe,
-    /// Permits of database reads in flight (fewer than the pool's connections, so list
-    /// readers cannot take every connection from the write path).
-    pub reads: Arc<tokio::sync::Semaphore>,
+    /// The API's own connections for reads (a few; never the write path's).
+    pub reads: reads::ReadPool,
     /// Directory of the domain log files (`/logs`).
     pub log_dir: std::path::PathBuf,
 }
-
-/// Longest wait for a read permit before a request is refused as `busy` (503 with
-/// `Retry-After`).
-pub const READ_PERMIT_WAIT: Duration = Duration::from_secs(2);
 
 impl ApiState {
     fn account(&self, id: &str) -> Result<&AccountConfig, ApiError> {
@@ -151,46 +147,32 @@ impl ListQuery {
     }
 }
 
-/// Runs a blocking query on the thread pool, holding one of the read permits. The
-/// database's error text goes to the log, never to the client: a failure is a 503
-/// "database unavailable".
+/// Runs a blocking query on one of the API's read connections (see [`reads`]): the
+/// database's error text goes to the log, never to the client.
 async fn query<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 {
-    let _permit = tokio::time::timeout(READ_PERMIT_WAIT, state.reads.clone().acquire_owned())
-        .await
-        .map_err(|_| ApiError::busy())?
-        .map_err(|_| ApiError::busy())?;
-    let pool = state.pool.clone();
-    let outcome = web::block(move || {
-        // A request should fail fast when the database is gone, not wait for the
-        // pool's default 10 s.
-        let mut conn = pool
-            .get_timeout(Duration::from_secs(3))
-            .map_err(|e| format!("no database connection: {e}"))?;
-        f(&mut conn).map_err(|e| format!("query failed: {e}"))
-    })
-    .await
-    .map_err(|e| format!("database task failed: {e}"))
-    .and_then(|r| r);
-    outcome.map_err(|detail| {
-        slog::warn!(state.log, "API read failed"; "error" => detail);
-        ApiError::unavailable("database unavailable")
-    })
+    state.reads.run(f).await
 }
 
 /// A page of rows serialised on the blocking thread that read them: the worker threads
 /// that answer every other request (`/health` among them) never spend time encoding a
 /// large list.
 fn json_page<T: Serialize>(items: Vec<T>, limit: i64) -> diesel::QueryResult<web::Bytes> {
-    serde_json::to_vec(&Page {
-        count: items.len(),
-        items,
-        limit,
-    })
-    .map(web::Bytes::from)
+    // Sized for a typical row up front: growing the buffer by doubling copies it again
+    // and again.
+    let mut out = Vec::with_capacity(64 + items.len() * 768);
+    serde_json::to_writer(
+        &mut out,
+        &Page {
+            count: items.len(),
+            items,
+            limit,
+        },
+    )
+    .map(|()| web::Bytes::from(out))
     .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
