@@ -23,8 +23,18 @@ use common::fake_venue::FakeVenue;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// The tests of this file run one at a time: the `/health` timing is the daemon's under
+/// its own load, not under a neighbour test's 600 connections.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// One HTTP answer read off a raw socket.
 #[derive(Debug)]
@@ -544,6 +554,7 @@ fn corpus() -> Corpus {
 
 #[test]
 fn malformed_requests_get_4xx_json_and_never_database_text() {
+    let _alone = alone();
     let venue = FakeVenue::start();
     let db = common::pg::test_db();
     let d = paper_daemon(&db.url, &venue);
@@ -670,6 +681,7 @@ impl KeepAlive {
 
 #[test]
 fn health_stays_fast_while_48_clients_read_1000_row_lists() {
+    let _alone = alone();
     let venue = FakeVenue::start();
     let db = common::pg::test_db();
     let d = paper_daemon(&db.url, &venue);
@@ -683,7 +695,7 @@ fn health_stays_fast_while_48_clients_read_1000_row_lists() {
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicUsize::new(0));
-    let other = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let other = Arc::new(Mutex::new(Vec::<String>::new()));
     let readers: Vec<_> = (0..48)
         .map(|i| {
             let (addr, stop, served, busy, other) = (
@@ -766,6 +778,7 @@ fn health_stays_fast_while_48_clients_read_1000_row_lists() {
 
 #[test]
 fn logs_tail_and_download_only_known_files() {
+    let _alone = alone();
     let venue = FakeVenue::start();
     let db = common::pg::test_db();
     let d = paper_daemon(&db.url, &venue);

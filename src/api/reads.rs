@@ -8,7 +8,10 @@
 //! take connections from the write path. A connection is not pinged before use (that
 //! was one more round trip to PostgreSQL per request): a read that fails drops its
 //! connection, and the next read makes a new one. Prepared statements stay cached on the
-//! connections between requests. The database's error text goes to the log only.
+//! connections between requests. The database's error text goes to the log only. The
+//! threads that run reads (the HTTP workers' blocking threads) run at nice
+//! [`READ_THREAD_NICE`]: a burst of large lists takes the CPU the daemon does not need,
+//! never the CPU of the HTTP workers (`/health`) or of the trading actors.
 
 use crate::api::error::ApiError;
 use actix_web::web;
@@ -22,6 +25,33 @@ use tokio::sync::Semaphore;
 /// Longest wait for a read permit before a request is refused as `busy` (503 with
 /// `Retry-After`).
 pub const PERMIT_WAIT: Duration = Duration::from_secs(2);
+
+/// The nice value of the threads that run API reads (0 is the daemon's own; 19 the
+/// lowest priority). Linux applies a nice value to one thread.
+pub const READ_THREAD_NICE: i32 = 10;
+
+thread_local! {
+    static NICED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lowers the calling thread's CPU priority to [`READ_THREAD_NICE`], once per thread.
+/// A failure (not Linux, or a policy that forbids it) leaves the priority as it was.
+fn yield_cpu_to_the_rest_of_the_daemon() {
+    NICED.with(|done| {
+        if done.get() {
+            return;
+        }
+        done.set(true);
+        // SAFETY: gettid and setpriority take no pointers; on Linux, PRIO_PROCESS with a
+        // thread id changes that one thread's nice value.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid);
+            if let Ok(tid) = libc::id_t::try_from(tid) {
+                libc::setpriority(libc::PRIO_PROCESS, tid, READ_THREAD_NICE);
+            }
+        }
+    });
+}
 
 /// Connections and permits of the API's reads; cheap to clone.
 #[derive(Clone)]
@@ -58,6 +88,7 @@ impl ReadPool {
         let manager = self.manager.clone();
         let idle = self.idle.clone();
         let outcome = web::block(move || {
+            yield_cpu_to_the_rest_of_the_daemon();
             let taken = idle.lock().map(|mut v| v.pop()).unwrap_or(None);
             let mut conn = match taken {
                 Some(c) => c,
