@@ -30,6 +30,7 @@
 //!   with the same status; a 5xx says only what failed, the detail goes to the log.
 
 use crate::api::error::ApiError;
+use crate::api::MAX_LIMIT;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
@@ -46,8 +47,6 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Longest query parameter value, bytes (ids, symbols and times are far shorter).
 pub const MAX_VALUE_BYTES: usize = 256;
-/// Largest `limit` of a list.
-pub const MAX_LIMIT: i64 = 1000;
 /// Largest `lines` of `/logs`.
 pub const MAX_LOG_LINES: i64 = 10_000;
 
@@ -62,8 +61,10 @@ pub struct RouteRule {
     pub query: &'static [&'static str],
 }
 
+/// The parameters every list reads.
 const LIST: &[&str] = &["account_id", "symbol", "asset", "since", "until", "limit"];
 
+/// [`LIST`] and a route's own parameters.
 macro_rules! params {
     ($($extra:literal),*) => {
         &["account_id", "symbol", "asset", "since", "until", "limit", $($extra),*]
@@ -127,20 +128,15 @@ pub fn rule_of(method: &Method, pattern: &str) -> Option<&'static RouteRule> {
         .find(|r| r.method == *method && r.pattern == pattern)
 }
 
-/// The methods listed for a pattern (the `Allow` of a 405); GET implies nothing else.
+/// The methods listed for a pattern, each once (the `Allow` of a 405).
 pub fn allowed_methods(pattern: &str) -> Vec<&'static str> {
-    ROUTES
-        .iter()
-        .filter(|r| r.pattern == pattern)
-        .map(|r| r.method.as_str())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold(Vec::new(), |mut acc, m| {
-            if !acc.contains(&m) {
-                acc.push(m);
-            }
-            acc
-        })
+    let mut methods: Vec<&'static str> = Vec::new();
+    for r in ROUTES.iter().filter(|r| r.pattern == pattern) {
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(r.method.as_str());
+        }
+    }
+    methods
 }
 
 /// Strict percent-decoding: `%` must be followed by two hex digits; `plus_is_space`
