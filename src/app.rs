@@ -281,7 +281,7 @@ fn run_with_logs(
     };
     let system = actix::System::new();
     let plane = (reload, mask.clone());
-    let result = system.block_on(serve(settings, stored, plane, pool, root.clone()));
+    let result = system.block_on(serve(settings, stored, plane, (pool, url), root.clone()));
     drop(pg);
     result
 }
@@ -290,7 +290,7 @@ async fn serve(
     settings: Settings,
     stored: StoredControls,
     (reload, mask): (Option<LoadOptions>, SecretMask),
-    pool: DbPool,
+    (pool, database_url): (DbPool, String),
     root: Logger,
 ) -> Result<(), AppError> {
     let app_log = telemetry::domain_logger(&root, LogDomain::App);
@@ -331,7 +331,13 @@ async fn serve(
         log: trading_log.clone(),
     };
 
+    // `/health` probes with a connection of its own; reads have theirs (see api::health,
+    // api::reads): neither waits behind the write path's pool.
+    let health = api::health::HealthProbe::start(&database_url, &app_log);
+    let reads = api::reads::ReadPool::new(&database_url, API_READ_CONNECTIONS, &app_log);
+    drop(database_url);
     let state = ApiState {
+        reads,
         pool,
         store: store.clone(),
         supervisor: supervisor.clone(),
@@ -341,6 +347,8 @@ async fn serve(
         ws_ping_interval: settings.api.ws_ping_interval,
         ws_client_timeout: settings.api.ws_client_timeout,
         log: app_log.clone(),
+        health,
+        log_dir: settings.log_dir.clone(),
     };
     let plan = ServingPlan::decide(&settings.api);
     info!(app_log, "API access"; "policy" => plan.summary.clone(), "host" => plan.host.clone(),
@@ -371,9 +379,11 @@ async fn serve(
             .app_data(web::Data::new(state.clone()))
             .app_data(web::JsonConfig::default().limit(auth::MAX_BODY_BYTES))
             .app_data(web::PayloadConfig::new(auth::MAX_BODY_BYTES))
-            // Innermost first: the gate (keys, scope, buckets, WebSocket origins), then
+            // Innermost first: the request screen (methods, parameters, sizes; see
+            // api::params), the gate (keys, scope, buckets, WebSocket origins), then
             // CORS (answers preflights before the gate asks for a key), then the layer
             // that turns the refusals of CORS and the body limits into JSON.
+            .wrap(actix_web::middleware::from_fn(api::params::screen))
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 gate.clone().middleware(req, next)
             }))
@@ -437,6 +447,11 @@ async fn serve(
     actix::System::current().stop();
     Ok(())
 }
+
+/// API reads in flight at once, each on a connection of the API's own: a few CPU-bound
+/// list encodings at a time finish no later than many would on a machine of a few
+/// cores, while the threads that answer `/health` keep their share of the CPU.
+const API_READ_CONNECTIONS: usize = 4;
 
 /// Waits for SIGTERM or SIGINT; meanwhile each SIGHUP re-reads the accounts file (one
 /// reload at a time, audited like `POST /config/reload`).

@@ -633,6 +633,9 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
         .unwrap()
         .start();
     let state = vibex::api::ApiState {
+        health: vibex::api::health::HealthProbe::start(url, &log),
+        reads: vibex::api::reads::ReadPool::new(url, 2, &log),
+        log_dir: dir.join("logs"),
         pool,
         store: store.clone(),
         supervisor,

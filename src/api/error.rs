@@ -90,6 +90,16 @@ impl ApiError {
         }
     }
 
+    /// 503 `busy`: every read permit is taken (heavy lists in flight); the response says
+    /// `Retry-After: 1`.
+    pub fn busy() -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: "too many reads in flight; retry in a second".into(),
+        }
+    }
+
     /// 503: the database or an actor is unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError {
@@ -112,7 +122,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(json!({"error": {"code": self.code, "message": self.message}}))
+        let mut response = HttpResponse::build(self.status);
+        if self.code == "busy" {
+            response.insert_header(("Retry-After", "1"));
+        }
+        response.json(json!({"error": {"code": self.code, "message": self.message}}))
     }
 }

@@ -12,6 +12,10 @@ pub mod access;
 pub mod auth;
 pub mod control;
 pub mod error;
+pub mod health;
+pub mod logs;
+pub mod params;
+pub mod reads;
 pub mod ws_session;
 
 use crate::actors::event_bus::EventBus;
@@ -60,6 +64,12 @@ pub struct ApiState {
     pub ws_client_timeout: Duration,
     /// Logger.
     pub log: Logger,
+    /// The database probe `/health` reads (never the shared pool).
+    pub health: health::HealthProbe,
+    /// The API's own connections for reads (a few; never the write path's).
+    pub reads: reads::ReadPool,
+    /// Directory of the domain log files (`/logs`).
+    pub log_dir: std::path::PathBuf,
 }
 
 impl ApiState {
@@ -151,24 +161,40 @@ impl ListQuery {
     }
 }
 
-/// Runs a blocking query on the thread pool.
+/// Runs a blocking query on one of the API's read connections (see [`reads`]): the
+/// database's error text goes to the log, never to the client.
 async fn query<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 {
-    let pool = state.pool.clone();
-    web::block(move || {
-        // A request should fail fast when the database is gone, not wait for the
-        // pool's default 10 s.
-        let mut conn = pool
-            .get_timeout(Duration::from_secs(3))
-            .map_err(|e| e.to_string())?;
-        f(&mut conn).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::unavailable(format!("database task failed: {e}")))?
-    .map_err(|e| ApiError::unavailable(format!("database query failed: {e}")))
+    state.reads.run(f).await
+}
+
+/// A page of rows serialised on the blocking thread that read them: the worker threads
+/// that answer every other request (`/health` among them) never spend time encoding a
+/// large list.
+fn json_page<T: Serialize>(items: Vec<T>, limit: i64) -> diesel::QueryResult<web::Bytes> {
+    // Sized for a typical row up front: growing the buffer by doubling copies it again
+    // and again.
+    let mut out = Vec::with_capacity(64 + items.len() * 768);
+    serde_json::to_writer(
+        &mut out,
+        &Page {
+            count: items.len(),
+            items,
+            limit,
+        },
+    )
+    .map(|()| web::Bytes::from(out))
+    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
+}
+
+/// The answer carrying a page made by [`json_page`].
+fn json_body(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
 }
 
 fn page<T: Serialize>(items: Vec<T>, limit: i64) -> HttpResponse {
@@ -183,6 +209,9 @@ fn page<T: Serialize>(items: Vec<T>, limit: i64) -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
         ApiError::bad_request(format!("invalid query parameters: {err}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid path parameter: {err}")).into()
     }))
     .route("/health", web::get().to(health))
     .route("/status", web::get().to(status))
@@ -199,29 +228,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/income", web::get().to(income))
     .route("/reconciliation", web::get().to(reconciliation))
     .route("/market-data", web::get().to(market_data))
+    .route("/logs", web::get().to(logs::logs))
     .route("/ws/{channel}", web::get().to(websocket));
     control::configure(cfg);
 }
 
-/// JSON 404 for every path no route matches.
+/// JSON 404 for every path no route matches; a path that exists with other methods is
+/// a 405 with `Allow`.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(refusal) = params::method_not_allowed(&req) {
+        return Ok(refusal);
+    }
     Err(ApiError::not_found(format!("no route for {}", req.path())))
 }
 
+/// Reads the probe's last verdict: no database round trip, no pool, no blocking.
 async fn health(state: web::Data<ApiState>) -> HttpResponse {
-    let db = query(&state, |c| {
-        use diesel::RunQueryDsl;
-        diesel::sql_query("SELECT 1").execute(c)
-    })
-    .await;
-    match db {
-        Ok(_) => HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"})),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "degraded", "database": e.message})),
+    let report = state.health.report();
+    if report.healthy() {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(report)
     }
 }
 
-async fn status(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn status(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    pq: web::Query<params::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     let mut s = state
         .supervisor
         .send(GetSystemStatus)
@@ -243,12 +280,18 @@ async fn status(state: web::Data<ApiState>, caller: Caller) -> Result<HttpRespon
                 .any(|u| *u == v.base_url.trim_end_matches('/'))
         });
     }
+    let summary = params::AccountsSummary::of(&s.accounts);
+    let (offset, limit) = pq.window();
+    let page: Vec<_> = s.accounts.drain(..).skip(offset).take(limit).collect();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "state": s.state,
         "started_at": s.started_at,
         "uptime_s": (Utc::now() - s.started_at).num_seconds(),
-        "accounts": s.accounts,
+        "accounts_summary": summary,
+        "accounts_offset": offset,
+        "accounts_limit": limit,
+        "accounts": page,
         "market_data": s.market_data,
         "kill_switch": s.kill_switch,
         "venues": s.venues,
@@ -272,27 +315,47 @@ fn account_json(cfg: &AccountConfig, status: Option<serde_json::Value>) -> serde
     })
 }
 
-async fn accounts(state: web::Data<ApiState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn accounts(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    pq: web::Query<params::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     let s = state
         .supervisor
         .send(GetSystemStatus)
         .await
         .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
-    let items: Vec<_> = state
+    let statuses: std::collections::HashMap<&str, _> = s
+        .accounts
+        .iter()
+        .map(|a| (a.account_id.as_str(), a))
+        .collect();
+    let (offset, limit) = pq.window();
+    let visible: Vec<_> = state
         .accounts
         .all()
-        .iter()
+        .into_iter()
         .filter(|cfg| caller.sees(cfg.id.as_str()))
+        .collect();
+    let total = visible.len();
+    let items: Vec<_> = visible
+        .iter()
+        .skip(offset)
+        .take(limit)
         .map(|cfg| {
-            let st = s
-                .accounts
-                .iter()
-                .find(|a| a.account_id == cfg.id)
+            let st = statuses
+                .get(cfg.id.as_str())
                 .and_then(|a| serde_json::to_value(a).ok());
             account_json(cfg, st)
         })
         .collect();
-    Ok(page(items, MAX_LIMIT))
+    Ok(HttpResponse::Ok().json(json!({
+        "count": items.len(),
+        "items": items,
+        "limit": limit,
+        "offset": offset,
+        "total": total,
+    })))
 }
 
 async fn one_status(state: &ApiState, id: &str) -> Result<serde_json::Value, ApiError> {
@@ -356,8 +419,11 @@ async fn positions(
         f.status = Some(s);
     }
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_positions(c, &f)).await?;
-    Ok(page(rows, limit))
+    let body = query(&state, move |c| {
+        json_page(queries::list_positions(c, &f)?, limit)
+    })
+    .await?;
+    Ok(json_body(body))
 }
 
 async fn orders(
@@ -367,8 +433,11 @@ async fn orders(
 ) -> Result<HttpResponse, ApiError> {
     let f = q.filter(&state, &caller)?;
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_orders(c, &f)).await?;
-    Ok(page(rows, limit))
+    let body = query(&state, move |c| {
+        json_page(queries::list_orders(c, &f)?, limit)
+    })
+    .await?;
+    Ok(json_body(body))
 }
 
 async fn order(
@@ -409,8 +478,11 @@ async fn income(
         f.kind = Some(upper);
     }
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_income(c, &f)).await?;
-    Ok(page(rows, limit))
+    let body = query(&state, move |c| {
+        json_page(queries::list_income(c, &f)?, limit)
+    })
+    .await?;
+    Ok(json_body(body))
 }
 
 async fn reconciliation(
@@ -433,8 +505,11 @@ async fn reconciliation(
         }
     }
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_reconciliation(c, &f)).await?;
-    Ok(page(rows, limit))
+    let body = query(&state, move |c| {
+        json_page(queries::list_reconciliation(c, &f)?, limit)
+    })
+    .await?;
+    Ok(json_body(body))
 }
 
 async fn trades(
@@ -444,8 +519,11 @@ async fn trades(
 ) -> Result<HttpResponse, ApiError> {
     let f = q.filter(&state, &caller)?;
     let limit = f.limit;
-    let rows = query(&state, move |c| queries::list_fills(c, &f)).await?;
-    Ok(page(rows, limit))
+    let body = query(&state, move |c| {
+        json_page(queries::list_fills(c, &f)?, limit)
+    })
+    .await?;
+    Ok(json_body(body))
 }
 
 async fn decisions(
