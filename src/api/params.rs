@@ -59,6 +59,9 @@ pub struct RouteRule {
     pub pattern: &'static str,
     /// Query parameters the handler reads; any other is refused.
     pub query: &'static [&'static str],
+    /// Whether the handler reads a request body; a route that reads none refuses one
+    /// rather than ignore it.
+    pub body: bool,
 }
 
 /// The parameters every list reads.
@@ -76,6 +79,7 @@ const fn get(pattern: &'static str, query: &'static [&'static str]) -> RouteRule
         method: Method::GET,
         pattern,
         query,
+        body: false,
     }
 }
 
@@ -84,6 +88,16 @@ const fn rule(method: Method, pattern: &'static str, query: &'static [&'static s
         method,
         pattern,
         query,
+        body: false,
+    }
+}
+
+const fn with_body(method: Method, pattern: &'static str) -> RouteRule {
+    RouteRule {
+        method,
+        pattern,
+        query: &[],
+        body: true,
     }
 }
 
@@ -110,12 +124,12 @@ pub const ROUTES: &[RouteRule] = &[
     // `api_key` is read by the gate (browsers cannot set headers on an upgrade).
     get("/ws/{channel}", &["account_id", "api_key"]),
     // The control routes.
-    rule(Method::POST, "/accounts", &[]),
+    with_body(Method::POST, "/accounts"),
     rule(Method::DELETE, "/accounts/{id}", &["close_positions"]),
     rule(Method::POST, "/accounts/{id}/pause", &[]),
     rule(Method::POST, "/accounts/{id}/resume", &[]),
     rule(Method::POST, "/accounts/{id}/close-all", &[]),
-    rule(Method::POST, "/kill-switch", &[]),
+    with_body(Method::POST, "/kill-switch"),
     rule(Method::DELETE, "/kill-switch", &[]),
     rule(Method::POST, "/config/reload", &[]),
     get("/audit", &["account_id", "kind", "since", "until", "limit"]),
@@ -332,6 +346,29 @@ pub fn check_request(
     Ok(())
 }
 
+/// Refuses a request body on a listed route whose handler reads none (`declared`: the
+/// request carries a non-empty `Content-Length` or a `Transfer-Encoding`), so a client
+/// that sends one learns it was not read instead of believing it was.
+pub fn check_body(method: &Method, pattern: Option<&str>, declared: bool) -> Result<(), ApiError> {
+    match pattern.and_then(|p| rule_of(method, p)) {
+        Some(rule) if declared && !rule.body => Err(ApiError::bad_request(format!(
+            "{method} {} takes no request body; send it without one",
+            rule.pattern
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a request declares a body: a `Content-Length` above 0 or any
+/// `Transfer-Encoding`.
+fn declares_body(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
 /// The middleware around every route: refuses what [`check_request`] refuses, then turns
 /// any error response without a JSON body into the API's JSON error.
 pub async fn screen(
@@ -353,7 +390,14 @@ pub async fn screen(
         req.headers().len(),
         header_bytes,
         pattern.as_deref(),
-    );
+    )
+    .and_then(|()| {
+        check_body(
+            req.method(),
+            pattern.as_deref(),
+            declares_body(req.headers()),
+        )
+    });
     if let Err(refusal) = checked {
         let (req, _) = req.into_parts();
         return Ok(ServiceResponse::new(req, refusal.error_response()));
@@ -595,5 +639,16 @@ mod tests {
         assert_eq!(allowed_methods("/kill-switch"), vec!["POST", "DELETE"]);
         assert_eq!(allowed_methods("/accounts"), vec!["GET", "POST"]);
         assert_eq!(allowed_methods("/orders"), vec!["GET"]);
+    }
+
+    #[test]
+    fn a_body_is_refused_where_the_route_reads_none() {
+        let e = check_body(&Method::POST, Some("/accounts/{id}/pause"), true).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.message.contains("takes no request body"), "{}", e.message);
+        assert!(check_body(&Method::POST, Some("/accounts/{id}/pause"), false).is_ok());
+        assert!(check_body(&Method::POST, Some("/accounts"), true).is_ok());
+        assert!(check_body(&Method::POST, Some("/kill-switch"), true).is_ok());
+        assert!(check_body(&Method::GET, Some("/orders"), true).is_err());
     }
 }
