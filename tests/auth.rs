@@ -893,6 +893,113 @@ async fn both_buckets_answer_429_with_retry_after_and_a_noisy_key_does_not_slow_
     no_key_anywhere(&mut d, &seen, &[&noisy, &quiet]);
 }
 
+#[actix_rt::test]
+async fn refused_attempts_on_control_routes_are_audited_logged_and_streamed() {
+    let venue = FakeVenue::start();
+    let db = common::pg::test_db();
+    let (admin, _) = keys_new(&["--name", "ops", "--role", "admin"]);
+    let (reader, _) = keys_new(&["--name", "watcher", "--role", "read"]);
+    let api = format!(
+        "  rate_limit:\n    per_ip: {{per_second: 1, burst: 4}}\n  keys:\n    \
+         - {{name: ops, role: admin, key_sha256: {}}}\n    \
+         - {{name: watcher, role: read, key_sha256: {}}}\n",
+        sha256_hex(&admin),
+        sha256_hex(&reader)
+    );
+    let mut d = Daemon::start(&accounts_yaml(venue.base_url(), &api), Some(&db.url), &[]);
+    let seen: Seen = Arc::default();
+    let admin_h = [("X-API-Key", admin.as_str())];
+    let events = ws(&d, "/ws/trading-events", &admin_h)
+        .await
+        .expect("the admin key opens the stream");
+
+    // No key on a control route: 401, then (the address's bucket spent) 429.
+    let r = send(&d, &seen, Method::POST, "/kill-switch", &[], None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let mut limited = false;
+    for i in 0..20 {
+        let wrong = format!("vx_guess_{i}");
+        let r = send(
+            &d,
+            &seen,
+            Method::POST,
+            "/accounts/alpha/pause",
+            &[("X-API-Key", wrong.as_str())],
+            None,
+        )
+        .await;
+        if r.status == 429 {
+            limited = true;
+            break;
+        }
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    assert!(limited, "wrong keys on a control route were limited");
+    // A read key on an admin route: 403 (the handler's refusal).
+    let r = send(
+        &d,
+        &seen,
+        Method::DELETE,
+        "/kill-switch",
+        &[("X-API-Key", reader.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // The trail has each kind of refusal, named as the granted action would be.
+    let wanted = [
+        ("kill_switch.on", "(no key)", 401, None),
+        ("account.pause", "(no key)", 401, Some("alpha")),
+        ("account.pause", "(no key)", 429, Some("alpha")),
+        ("kill_switch.off", "watcher", 403, None),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let items = loop {
+        let r = get(&d, &seen, "/audit?limit=100", &admin_h).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+        let has = |(action, key, status, target): &(&str, &str, u16, Option<&str>)| {
+            items.iter().any(|a| {
+                a["action"] == *action
+                    && a["key_name"] == *key
+                    && a["status"] == *status
+                    && a["target"].as_str() == *target
+                    && a["client_ip"] == "127.0.0.1"
+            })
+        };
+        if wanted.iter().all(has) {
+            break items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the refusals {wanted:?} in /audit: {items:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    // A flood's 429s are one row a second, not one per request.
+    let rows_429 = items.iter().filter(|a| a["status"] == 429).count();
+    assert!(
+        rows_429 <= 2,
+        "{rows_429} rows of 429 for one burst: {items:?}"
+    );
+    wait_frames(&events, "control events for the 401 and the 403", |s| {
+        let f = s.frames();
+        let control = |status: u16| {
+            f.iter()
+                .any(|e| e["type"] == "control" && e["data"]["status"] == status)
+        };
+        control(401) && control(403)
+    })
+    .await;
+    let trading = d.log_file("trading.log");
+    assert!(
+        trading.contains("control action refused") && trading.contains("\"status\":401"),
+        "the refusal is in trading.log"
+    );
+    no_key_anywhere(&mut d, &seen, &[&admin, &reader]);
+}
+
 /// The listening sockets of `port` from `/proc/net/tcp{,6}`: their local addresses.
 fn listeners(port: u16) -> Vec<String> {
     let mut out = Vec::new();

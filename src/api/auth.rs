@@ -297,6 +297,9 @@ pub struct Gate {
     cors_origins: Vec<String>,
     /// Milliseconds since `born` of the last sweep forced by a full address table.
     last_forced_sweep_ms: AtomicU64,
+    /// Milliseconds since `born` (plus one; 0: never) of the last 429 on a control route
+    /// put in the audit trail: a flood is one row a second, not one per request.
+    last_audited_429_ms: AtomicU64,
     born: Instant,
     log: Logger,
 }
@@ -331,6 +334,7 @@ impl Gate {
             clock: DefaultClock::default(),
             cors_origins: api.cors_origins.clone(),
             last_forced_sweep_ms: AtomicU64::new(0),
+            last_audited_429_ms: AtomicU64::new(0),
             born: Instant::now(),
             log: log.new(slog::o!("component" => "api_gate")),
         }
@@ -509,10 +513,65 @@ impl Gate {
             }
             Err(refusal) => {
                 self.log_refusal(&req, &refusal);
+                self.audit_refusal(&req, &refusal);
                 let res = refusal.response();
                 Ok(req.into_response(res))
             }
         }
+    }
+
+    /// A refusal on a control route (see [`crate::api::control::action_of`]) becomes a
+    /// row of the audit trail, a log line and a `control` event, recorded in the
+    /// background (the answer does not wait for the database). 429s are recorded at most
+    /// once a second, whoever sends them: each row says the first refusal of a flood, and
+    /// a flood cannot turn into a flood of writes.
+    fn audit_refusal(&self, req: &ServiceRequest, refusal: &Refusal) {
+        let Some(pattern) = req.match_pattern() else {
+            return;
+        };
+        let Some(action) = crate::api::control::action_of(req.method(), &pattern) else {
+            return;
+        };
+        if matches!(refusal, Refusal::RateLimited { .. }) {
+            let now = self.born.elapsed().as_millis() as u64 + 1;
+            let last = self.last_audited_429_ms.load(Ordering::Relaxed);
+            if last != 0 && now.saturating_sub(last) < 1_000 {
+                return;
+            }
+            if self
+                .last_audited_429_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                return;
+            }
+        }
+        let Some(state) = req.app_data::<actix_web::web::Data<crate::api::ApiState>>() else {
+            return;
+        };
+        let audit = state.control.audit.clone();
+        let key_name = match refusal {
+            Refusal::RateLimited {
+                key_name: Some(name),
+                ..
+            } => name.to_string(),
+            _ => "(no key)".to_string(),
+        };
+        let ip = req.peer_addr().map(|a| a.ip());
+        let target = account_in_path(&pattern, req.path());
+        let error = refusal.to_error();
+        actix_rt::spawn(async move {
+            audit
+                .refused(
+                    &key_name,
+                    ip,
+                    action,
+                    target.as_deref(),
+                    error.status.as_u16(),
+                    error.code,
+                )
+                .await;
+        });
     }
 
     /// Refusals are logged with the path (never the query string, which may hold a key),
@@ -534,6 +593,16 @@ impl Gate {
                 "method" => method, "path" => path, "client_ip" => ip),
         }
     }
+}
+
+/// The account a control path names (`/accounts/{id}...`), as sent (percent-encoded),
+/// at most 64 characters.
+fn account_in_path(pattern: &str, path: &str) -> Option<String> {
+    if !pattern.starts_with("/accounts/{id}") {
+        return None;
+    }
+    let id = path.strip_prefix("/accounts/")?.split('/').next()?;
+    Some(id.chars().take(64).collect())
 }
 
 /// The `Content-Length` a request declares, if any.

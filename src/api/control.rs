@@ -41,6 +41,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/audit", web::get().to(audit));
 }
 
+/// The audit action of a control route (method and registered pattern), as its handler
+/// records it; `None` for a route that is not a control route. The gate names the
+/// attempts it refuses with it, so `GET /audit?kind=` finds granted and refused alike.
+pub fn action_of(method: &actix_web::http::Method, pattern: &str) -> Option<&'static str> {
+    use actix_web::http::Method;
+    Some(match (method, pattern) {
+        (&Method::POST, "/accounts") => "account.add",
+        (&Method::DELETE, "/accounts/{id}") => "account.remove",
+        (&Method::POST, "/accounts/{id}/pause") => "account.pause",
+        (&Method::POST, "/accounts/{id}/resume") => "account.resume",
+        (&Method::POST, "/accounts/{id}/close-all") => "account.close_all",
+        (&Method::POST, "/kill-switch") => "kill_switch.on",
+        (&Method::DELETE, "/kill-switch") => "kill_switch.off",
+        (&Method::POST, "/config/reload") => "config.reload",
+        (&Method::GET, "/audit") => "audit.read",
+        _ => return None,
+    })
+}
+
 /// The HTTP status of a refused control action.
 pub fn status_of(e: &ControlError) -> u16 {
     match e {
