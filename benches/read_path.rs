@@ -5,9 +5,12 @@
 //! variables: `VIBEX_READ_CLIENTS` (concurrent keep-alive clients, default `32`),
 //! `VIBEX_READ_SECONDS` (per scenario, default `10`), `VIBEX_READ_ROWS` (orders and fills
 //! seeded, default `1000`), `VIBEX_READ_PATHS` (comma-separated request targets, default
-//! `/orders?limit=100,/trades?limit=100`), `VIBEX_READ_HEADER` (one header line added to
-//! every request, e.g. `X-API-Key: vx_...`), `VIBEX_READ_YAML` (YAML appended at the top
-//! level of the accounts file, e.g. an `api:` block with keys). Without `--bench`
+//! `/orders?limit=100,/trades?limit=100`), `VIBEX_READ_AUTH` (`key`, the default: a
+//! fresh `read` key is configured and every request carries it as `X-API-Key`, the
+//! gate's whole cost included; `none`: no key, loopback as for a local tool). Either way
+//! the bucket the requests spend is opened wide (1,000,000/s): this measures the read
+//! path, not the rate limit. Any answer but 200 is counted in "non-200" and makes the
+//! run say that its figures are not the read path's. Without `--bench`
 //! (`cargo test --benches`) it only prints how to run it.
 //!
 //! One run:
@@ -245,8 +248,26 @@ fn main() {
         "VIBEX_READ_PATHS",
         "/orders?limit=100,/trades?limit=100".to_string(),
     );
-    let header: String = knob("VIBEX_READ_HEADER", String::new());
-    let extra_yaml: String = knob("VIBEX_READ_YAML", String::new());
+    let auth: String = knob("VIBEX_READ_AUTH", "key".to_string());
+    let wide = "{per_second: 1000000, burst: 1000000}";
+    let (header, extra_yaml) = match auth.as_str() {
+        "none" => (
+            String::new(),
+            format!("api:\n  rate_limit:\n    per_ip: {wide}\n"),
+        ),
+        "key" => {
+            let key = vibex::api::auth::generate_key().expect("a fresh key");
+            let digest = hex::encode(vibex::api::auth::key_digest(&key));
+            (
+                format!("X-API-Key: {key}"),
+                format!(
+                    "api:\n  rate_limit:\n    per_key: {wide}\n  keys:\n    \
+                     - {{name: bench, role: read, key_sha256: {digest}}}\n"
+                ),
+            )
+        }
+        other => panic!("VIBEX_READ_AUTH={other:?}: expected key or none"),
+    };
 
     let venue = fake_venue::FakeVenue::start();
     let work = tempfile::tempdir().expect("temp dir");
@@ -269,9 +290,13 @@ fn main() {
     seed::orders_and_fills(&url, "a1", rows).expect("seed");
     let pid = child.id();
     println!(
-        "read_path: daemon {}, {rows} orders + {rows} fills, {clients} keep-alive clients, {secs} s per target{}",
+        "read_path: daemon {}, {rows} orders + {rows} fills, {clients} keep-alive clients, {secs} s per target, {}",
         env!("CARGO_BIN_EXE_vibex"),
-        if header.is_empty() { "" } else { ", with the given header" }
+        if header.is_empty() {
+            "no key (loopback)"
+        } else {
+            "every request with a read key (X-API-Key)"
+        }
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("machine load average at start: {}", load.trim());
@@ -310,6 +335,12 @@ fn main() {
             o.non_200,
             o.errors
         );
+        if o.non_200 > 0 {
+            println!(
+                "  ^ {} answers were not 200: these figures are not the read path's",
+                o.non_200
+            );
+        }
     }
     let (probes, served) = health_under_load(&addr, &header, secs.min(10));
     let probes = support::sorted(&probes);
