@@ -11,6 +11,7 @@
 pub mod access;
 pub mod auth;
 pub mod control;
+pub mod encode;
 pub mod error;
 pub mod health;
 pub mod logs;
@@ -434,7 +435,10 @@ async fn orders(
     let f = q.filter(&state, &caller)?;
     let limit = f.limit;
     let body = query(&state, move |c| {
-        json_page(queries::list_orders(c, &f)?, limit)
+        Ok(web::Bytes::from(encode::page(
+            &queries::list_orders(c, &f)?,
+            limit,
+        )))
     })
     .await?;
     Ok(json_body(body))
@@ -520,7 +524,10 @@ async fn trades(
     let f = q.filter(&state, &caller)?;
     let limit = f.limit;
     let body = query(&state, move |c| {
-        json_page(queries::list_fills(c, &f)?, limit)
+        Ok(web::Bytes::from(encode::page(
+            &queries::list_fills(c, &f)?,
+            limit,
+        )))
     })
     .await?;
     Ok(json_body(body))
