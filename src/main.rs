@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use vibex::config::{self, LoadOptions, Settings};
 
 /// mimalloc: the API's list answers and the trading loop allocate many small,
-/// short-lived values across threads; it halves what glibc's allocator spends on them.
+/// short-lived values across threads; with it a 100-row list costs about a fifth less
+/// CPU than with glibc's allocator (benches/read_path).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
