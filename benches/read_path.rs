@@ -5,7 +5,11 @@
 //! variables: `VIBEX_READ_CLIENTS` (concurrent keep-alive clients, default `32`),
 //! `VIBEX_READ_SECONDS` (per scenario, default `10`), `VIBEX_READ_ROWS` (orders and fills
 //! seeded, default `1000`), `VIBEX_READ_PATHS` (comma-separated request targets, default
-//! `/orders?limit=100,/trades?limit=100`), `VIBEX_READ_AUTH` (`key`, the default: a
+//! `/orders?limit=100,/trades?limit=100`), `VIBEX_READ_ACCOUNTS` (paper accounts
+//! configured, default `1`; with more, the run waits until all are active and their
+//! first cycles are done — e.g. `VIBEX_READ_ACCOUNTS=10000
+//! VIBEX_READ_PATHS=/status?limit=100,/accounts?limit=100` for the account lists at
+//! scale), `VIBEX_READ_AUTH` (`key`, the default: a
 //! fresh `read` key is configured and every request carries it as `X-API-Key`, the
 //! gate's whole cost included; `none`: no key, loopback as for a local tool). Either way
 //! the bucket the requests spend is opened wide (1,000,000/s): this measures the read
@@ -83,6 +87,17 @@ impl Client {
             request,
             buf: Vec::with_capacity(1 << 20),
         })
+    }
+
+    /// Sends the request and returns the body of the answer.
+    fn round_trip_body(&mut self) -> std::io::Result<Vec<u8>> {
+        self.round_trip()?;
+        let at = self
+            .buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(self.buf.len(), |p| p + 4);
+        Ok(self.buf[at..].to_vec())
     }
 
     /// Sends the request and reads the whole answer; returns its status.
@@ -236,6 +251,36 @@ fn health_under_load(addr: &str, header: &str, secs: u64) -> (Vec<f64>, usize) {
     (probes, served)
 }
 
+/// Waits until `/status` counts `n` accounts, every one `active`, then as long again as
+/// the first cycles take to spread (5 s + 3 ms per account, at most 60 s): the
+/// measurement starts on a settled daemon.
+fn wait_all_active(addr: &str, header: &str, n: usize) {
+    let started = Instant::now();
+    loop {
+        let mut c = Client::connect(addr, "/status?limit=1", header).expect("connect");
+        let body = c.round_trip_body().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let active = v["accounts_summary"]["by_state"]["active"]
+            .as_u64()
+            .unwrap_or(0);
+        if active as usize >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{active} of {n} accounts active after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let spread = Duration::from_millis((5_000 + 3 * n as u64).min(60_000));
+    println!(
+        "{n} accounts active after {:.0} s; waiting {} s for their first cycles",
+        started.elapsed().as_secs_f64(),
+        spread.as_secs()
+    );
+    std::thread::sleep(spread + Duration::from_secs(2));
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("read_path: run with `cargo bench --bench read_path` (see benches/read_path.rs)");
@@ -244,6 +289,7 @@ fn main() {
     let clients: usize = knob("VIBEX_READ_CLIENTS", 32);
     let secs: u64 = knob("VIBEX_READ_SECONDS", 10);
     let rows: usize = knob("VIBEX_READ_ROWS", 1000);
+    let accounts: usize = knob("VIBEX_READ_ACCOUNTS", 1).max(1);
     let paths: String = knob(
         "VIBEX_READ_PATHS",
         "/orders?limit=100,/trades?limit=100".to_string(),
@@ -275,10 +321,13 @@ fn main() {
     let pg_dir = std::env::temp_dir().join(format!("vibex-read-path-{}", std::process::id()));
     let pg = vibex::db::embedded::EmbeddedPostgres::start(&pg_dir).expect("private PostgreSQL");
     let url = pg.url();
-    let yaml = format!(
-        "database_url: \"{url}\"\n{extra_yaml}\naccounts:\n  - id: a1\n    asterdex: {{ base_url: {} }}\n    llm_model: builtin/hold\n    assets: [BTC, ETH]\n    interval: 1h\n",
-        venue.base_url()
-    );
+    let mut yaml = format!("database_url: \"{url}\"\n{extra_yaml}\naccounts:\n");
+    for i in 1..=accounts {
+        yaml.push_str(&format!(
+            "  - id: a{i}\n    asterdex: {{ base_url: {} }}\n    llm_model: builtin/hold\n    assets: [BTC, ETH]\n    interval: 1h\n",
+            venue.base_url()
+        ));
+    }
     std::fs::write(work.path().join("accounts.yaml"), yaml).expect("accounts file");
     let (mut child, addr) = support::spawn_daemon(work.path(), "info", None);
     if let Err(e) = support::wait_healthy(&mut child, &addr, Duration::from_secs(120)) {
@@ -288,6 +337,9 @@ fn main() {
         );
     }
     seed::orders_and_fills(&url, "a1", rows).expect("seed");
+    if accounts > 1 {
+        wait_all_active(&addr, &header, accounts);
+    }
     let pid = child.id();
     println!(
         "read_path: daemon {}, {rows} orders + {rows} fills, {clients} keep-alive clients, {secs} s per target, {}",

@@ -1000,6 +1000,125 @@ async fn refused_attempts_on_control_routes_are_audited_logged_and_streamed() {
     no_key_anywhere(&mut d, &seen, &[&admin, &reader]);
 }
 
+#[actix_rt::test]
+async fn status_and_accounts_page_and_summarise_only_what_a_key_sees() {
+    let venue = FakeVenue::start();
+    let db = common::pg::test_db();
+    let (admin, _) = keys_new(&["--name", "ops", "--role", "admin"]);
+    let (desk, _) = keys_new(&[
+        "--name",
+        "desk",
+        "--role",
+        "trade",
+        "--accounts",
+        "p03,p07,p11",
+    ]);
+    let mut yaml = format!(
+        "api:\n  keys:\n    - {{name: ops, role: admin, key_sha256: {}}}\n    \
+         - {{name: desk, role: trade, key_sha256: {}, accounts: [p03, p07, p11]}}\naccounts:\n",
+        sha256_hex(&admin),
+        sha256_hex(&desk)
+    );
+    // Configured out of id order: /accounts pages in file order, /status in id order.
+    for i in (1..=12).rev() {
+        yaml.push_str(&format!(
+            "  - id: p{i:02}\n    asterdex: {{ base_url: {} }}\n    llm_model: builtin/hold\n    \
+             assets: [BTC]\n    interval: 1h\n",
+            venue.base_url()
+        ));
+    }
+    let mut d = Daemon::start(&yaml, Some(&db.url), &[]);
+    let seen: Seen = Arc::default();
+    let admin_h = [("X-API-Key", admin.as_str())];
+    let desk_h = [("X-API-Key", desk.as_str())];
+    let ids = |v: &serde_json::Value, field: &str, key: &str| -> Vec<String> {
+        v[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field} in {v}"))
+            .iter()
+            .map(|a| a[key].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    // Every account counted as active, whichever page is shown.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = get(&d, &seen, "/status?limit=5", &admin_h).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        if v["accounts_summary"]["by_state"]["active"] == 12 {
+            assert_eq!(v["accounts_summary"]["total"], 12, "{v}");
+            assert_eq!(v["accounts_limit"], 5);
+            assert_eq!(
+                ids(&v, "accounts", "account_id"),
+                ["p01", "p02", "p03", "p04", "p05"]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for 12 active accounts in accounts_summary: {v}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    let v = get(&d, &seen, "/status?limit=5&offset=10", &admin_h)
+        .await
+        .json();
+    assert_eq!(ids(&v, "accounts", "account_id"), ["p11", "p12"]);
+    assert_eq!(v["accounts_summary"]["total"], 12);
+    assert_eq!(v["accounts_offset"], 10);
+    let v = get(&d, &seen, "/accounts?limit=4&offset=2", &admin_h)
+        .await
+        .json();
+    assert_eq!(ids(&v, "items", "id"), ["p10", "p09", "p08", "p07"]);
+    assert_eq!(v["total"], 12);
+    assert_eq!(v["count"], 4);
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["status"]["state"] == "active"),
+        "each listed account carries its live status: {v}"
+    );
+
+    // A scoped key: its three accounts, counted and paged alone.
+    let v = get(&d, &seen, "/status?limit=2", &desk_h).await.json();
+    assert_eq!(v["accounts_summary"]["total"], 3, "{v}");
+    assert_eq!(ids(&v, "accounts", "account_id"), ["p03", "p07"]);
+    let v = get(&d, &seen, "/status?offset=2", &desk_h).await.json();
+    assert_eq!(ids(&v, "accounts", "account_id"), ["p11"]);
+    let v = get(&d, &seen, "/accounts", &desk_h).await.json();
+    assert_eq!(ids(&v, "items", "id"), ["p11", "p07", "p03"]);
+    assert_eq!(v["total"], 3);
+
+    // A pause shows in the summary without listing the account.
+    let r = send(
+        &d,
+        &seen,
+        Method::POST,
+        "/accounts/p07/pause",
+        &desk_h,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get(&d, &seen, "/status?limit=1", &admin_h).await.json();
+        let by_state = &v["accounts_summary"]["by_state"];
+        if by_state["paused"] == 1 && by_state["active"] == 11 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for 1 paused and 11 active accounts in the summary: {v}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+    }
+    no_key_anywhere(&mut d, &seen, &[&admin, &desk]);
+}
+
 /// The listening sockets of `port` from `/proc/net/tcp{,6}`: their local addresses.
 fn listeners(port: u16) -> Vec<String> {
     let mut out = Vec::new();

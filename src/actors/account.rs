@@ -15,6 +15,7 @@
 //! restarted account reads after its own last writes, and `cycle_completed` goes
 //! through the store too: it is announced only once the cycle's rows are durable.
 
+use crate::actors::brief::AccountBrief;
 use crate::actors::decision::{DecisionActor, DecisionSource, ModelEngine};
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
@@ -198,6 +199,8 @@ pub struct Account {
     tree: TreeGuard,
     last_cycle: Option<CycleSummary>,
     last_error: Option<String>,
+    /// What the Supervisor counts without asking: the state and whether `last_error` is set.
+    brief: Arc<AccountBrief>,
     restarts: u32,
     startup_retries: u32,
     started_at: Option<DateTime<Utc>>,
@@ -240,10 +243,26 @@ impl Account {
             tree: Tree::new().guard(),
             last_cycle: None,
             last_error: None,
+            brief: Arc::default(),
             restarts,
             startup_retries: 0,
             started_at: None,
         }
+    }
+
+    /// Shares the account's state and error flag through `brief` (the slot's, kept across
+    /// restarts): it reads `starting` and no error from here on.
+    pub fn with_brief(mut self, brief: Arc<AccountBrief>) -> Self {
+        brief.set_state(self.state);
+        brief.set_error(false);
+        self.brief = brief;
+        self
+    }
+
+    /// Sets the error the account reports (or clears it), and the brief's flag.
+    fn set_last_error(&mut self, error: Option<String>) {
+        self.brief.set_error(error.is_some());
+        self.last_error = error;
     }
 
     /// Makes the account the root of `tree`: its children join it, and the whole tree
@@ -274,6 +293,7 @@ impl Account {
 
     fn set_state(&mut self, state: &'static str) {
         self.state = state;
+        self.brief.set_state(state);
         let event = self.event(
             "account_status",
             None,
@@ -404,7 +424,7 @@ impl Account {
                     summary.decisions = counts;
                     summary.orders = report.orders;
                     summary.fills = report.fills;
-                    act.last_error = None;
+                    act.set_last_error(None);
                     info!(act.log, "cycle completed"; "cycle_id" => cycle_id.to_string(),
                         "duration_ms" => duration_ms, "orders" => report.orders,
                         "fills" => report.fills);
@@ -426,7 +446,7 @@ impl Account {
                         Some(cycle_id),
                         serde_json::json!({"reason": reason}),
                     );
-                    act.last_error = Some(reason);
+                    act.set_last_error(Some(reason));
                     // Until the first cycle completes (market data still arriving at
                     // start-up), try again soon instead of a whole interval later.
                     if act.cycles_completed == 0
@@ -447,7 +467,7 @@ impl Account {
                         Some(cycle_id),
                         serde_json::json!({"reason": reason}),
                     );
-                    act.last_error = Some(reason);
+                    act.set_last_error(Some(reason));
                     ctx.stop();
                 }
             }
@@ -596,7 +616,7 @@ impl Actor for Account {
                 Some(cycle),
                 serde_json::json!({"reason": reason}),
             );
-            self.last_error = Some(reason.to_string());
+            self.set_last_error(Some(reason.to_string()));
         }
         if self.state != "stopped" {
             self.publish(

@@ -386,10 +386,52 @@ pub struct ExecutionReport {
 
 // ---- Supervisor --------------------------------------------------------------------
 
-/// Status of every account and hub (REST `/status`).
+/// Status of the daemon, the hubs and some accounts (REST `/status`, `/accounts`).
 #[derive(Message)]
 #[rtype(result = "SystemStatus")]
-pub struct GetSystemStatus;
+pub struct GetSystemStatus {
+    /// Which accounts' statuses to gather.
+    pub select: StatusSelect,
+}
+
+/// The accounts a [`GetSystemStatus`] gathers statuses of.
+#[derive(Clone, Debug)]
+pub enum StatusSelect {
+    /// One page of the accounts (in id order) that `scope` lets the caller see (`None`:
+    /// every account), with a summary of all of them.
+    Page {
+        /// Accounts skipped.
+        offset: usize,
+        /// Most accounts returned.
+        limit: usize,
+        /// The account ids the caller sees; `None` for all.
+        scope: Option<std::sync::Arc<std::collections::HashSet<String>>>,
+    },
+    /// These accounts (unknown ids are left out); no summary.
+    Ids(Vec<AccountId>),
+}
+
+/// Every visible account in three numbers (`/status`'s `accounts_summary`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AccountsSummary {
+    /// Every account.
+    pub total: usize,
+    /// Accounts per state (`active`, `paused`, ...).
+    pub by_state: std::collections::BTreeMap<String, usize>,
+    /// Accounts whose last cycle failed or was skipped, or that report an error.
+    pub with_error: usize,
+}
+
+impl AccountsSummary {
+    /// Counts one account.
+    pub fn count(&mut self, state: String, error: bool) {
+        self.total += 1;
+        *self.by_state.entry(state).or_insert(0) += 1;
+        if error {
+            self.with_error += 1;
+        }
+    }
+}
 
 /// What [`GetSystemStatus`] answers.
 #[derive(Clone, Debug, Serialize)]
@@ -398,8 +440,10 @@ pub struct SystemStatus {
     pub started_at: DateTime<Utc>,
     /// `running` or `shutting_down`.
     pub state: String,
-    /// Every account.
+    /// The accounts asked for (see [`StatusSelect`]).
     pub accounts: Vec<AccountStatus>,
+    /// With [`StatusSelect::Page`]: every visible account counted.
+    pub summary: Option<AccountsSummary>,
     /// Every market-data hub.
     pub market_data: Vec<HubStatus>,
     /// The global kill switch.

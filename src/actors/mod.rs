@@ -4,6 +4,7 @@
 //! contract is in [`messages`]; events in [`events`].
 
 pub mod account;
+pub mod brief;
 pub mod decision;
 pub mod event_bus;
 pub mod events;

@@ -22,6 +22,7 @@
 //! stay queryable) until a resume starts it again.
 
 use crate::actors::account::{Account, KillSwitch, SharedSettings};
+use crate::actors::brief::AccountBrief;
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::market_data::MarketDataHub;
@@ -126,6 +127,9 @@ struct Slot {
     awaiting_start: bool,
     last_crash: Option<String>,
     started: Instant,
+    /// The account's state and error flag as its actor last set them (`/status` counts
+    /// thousands of accounts from these without asking each).
+    brief: Arc<AccountBrief>,
 }
 
 /// The root of the actor tree.
@@ -391,6 +395,7 @@ impl Supervisor {
                 awaiting_start: control != Control::Stopped,
                 last_crash: None,
                 started: Instant::now(),
+                brief: Arc::default(),
             },
         );
     }
@@ -419,6 +424,7 @@ impl Supervisor {
         let tree = Tree::new();
         let member = tree.clone();
         let paused = slot.control == Control::Paused;
+        let brief = slot.brief.clone();
         let (cfg, shared, bus, store, restarts, log, llm_log) = (
             slot.cfg.clone(),
             self.shared.clone(),
@@ -433,6 +439,7 @@ impl Supervisor {
                 cfg, paused, shared, hubs, bus, store, restarts, &log, &llm_log,
             )
             .in_tree(&member)
+            .with_brief(brief)
         });
         slot.addr = Some(addr);
         slot.tree = Some(tree);
@@ -580,13 +587,55 @@ async fn status_of(addr: Option<Addr<Account>>, fallback: AccountStatus) -> Acco
     }
 }
 
+impl Supervisor {
+    /// The state and error flag `/status` counts for `slot`: its actor's brief while it
+    /// has one, what the slot knows otherwise.
+    fn brief_of(slot: &Slot) -> (String, bool) {
+        if slot.addr.is_some() {
+            let b = slot.brief.get();
+            (b.state.to_string(), b.error)
+        } else {
+            let offline = Self::offline_status(slot);
+            (offline.state, offline.last_error.is_some())
+        }
+    }
+}
+
 impl Handler<GetSystemStatus> for Supervisor {
     type Result = ResponseFuture<SystemStatus>;
 
-    fn handle(&mut self, _: GetSystemStatus, _: &mut Self::Context) -> Self::Result {
-        let accounts: Vec<_> = self
-            .accounts
-            .values()
+    fn handle(&mut self, msg: GetSystemStatus, _: &mut Self::Context) -> Self::Result {
+        // Only the accounts asked for are asked for their status (three messages each);
+        // the summary counts every visible account from the briefs.
+        let (asked, summary): (Vec<&Slot>, Option<AccountsSummary>) = match &msg.select {
+            StatusSelect::Page {
+                offset,
+                limit,
+                scope,
+            } => {
+                let visible = self.accounts.values().filter(|s| {
+                    scope
+                        .as_ref()
+                        .map_or(true, |ids| ids.contains(s.cfg.id.as_str()))
+                });
+                let mut summary = AccountsSummary::default();
+                let mut page = Vec::new();
+                for (i, slot) in visible.enumerate() {
+                    let (state, error) = Self::brief_of(slot);
+                    summary.count(state, error);
+                    if i >= *offset && page.len() < *limit {
+                        page.push(slot);
+                    }
+                }
+                (page, Some(summary))
+            }
+            StatusSelect::Ids(ids) => (
+                ids.iter().filter_map(|id| self.accounts.get(id)).collect(),
+                None,
+            ),
+        };
+        let accounts: Vec<_> = asked
+            .into_iter()
             .map(|s| (s.addr.clone(), Self::offline_status(s)))
             .collect();
         let hubs: Vec<_> = self.hubs.values().cloned().collect();
@@ -611,6 +660,7 @@ impl Handler<GetSystemStatus> for Supervisor {
                 started_at,
                 state: state.into(),
                 accounts,
+                summary,
                 market_data,
                 kill_switch,
                 venues: crate::exchange::aster::gate::VenueGate::all()

@@ -21,7 +21,7 @@ pub mod ws_session;
 
 use crate::actors::event_bus::EventBus;
 use crate::actors::events::{Channel, EventFilter};
-use crate::actors::messages::{GetMarketData, GetOneAccountStatus, GetSystemStatus};
+use crate::actors::messages::{GetMarketData, GetOneAccountStatus, GetSystemStatus, StatusSelect};
 use crate::actors::supervisor::Supervisor;
 use crate::config::AccountConfig;
 use crate::db::models::IncomeRow;
@@ -260,14 +260,20 @@ async fn status(
     caller: Caller,
     pq: web::Query<params::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let (offset, limit) = pq.window();
     let mut s = state
         .supervisor
-        .send(GetSystemStatus)
+        .send(GetSystemStatus {
+            select: StatusSelect::Page {
+                offset,
+                limit,
+                scope: caller.accounts.clone(),
+            },
+        })
         .await
         .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
     if !caller.sees_all() {
-        // Only the caller's accounts, and only the venues they trade on.
-        s.accounts.retain(|a| caller.sees(a.account_id.as_str()));
+        // Only the venues the caller's accounts trade on.
         let venues: Vec<String> = state
             .accounts
             .all()
@@ -281,18 +287,15 @@ async fn status(
                 .any(|u| *u == v.base_url.trim_end_matches('/'))
         });
     }
-    let summary = params::AccountsSummary::of(&s.accounts);
-    let (offset, limit) = pq.window();
-    let page: Vec<_> = s.accounts.drain(..).skip(offset).take(limit).collect();
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "state": s.state,
         "started_at": s.started_at,
         "uptime_s": (Utc::now() - s.started_at).num_seconds(),
-        "accounts_summary": summary,
+        "accounts_summary": s.summary.unwrap_or_default(),
         "accounts_offset": offset,
         "accounts_limit": limit,
-        "accounts": page,
+        "accounts": s.accounts,
         "market_data": s.market_data,
         "kill_switch": s.kill_switch,
         "venues": s.venues,
@@ -321,16 +324,6 @@ async fn accounts(
     caller: Caller,
     pq: web::Query<params::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let s = state
-        .supervisor
-        .send(GetSystemStatus)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
-    let statuses: std::collections::HashMap<&str, _> = s
-        .accounts
-        .iter()
-        .map(|a| (a.account_id.as_str(), a))
-        .collect();
     let (offset, limit) = pq.window();
     let visible: Vec<_> = state
         .accounts
@@ -339,10 +332,22 @@ async fn accounts(
         .filter(|cfg| caller.sees(cfg.id.as_str()))
         .collect();
     let total = visible.len();
-    let items: Vec<_> = visible
+    let page: Vec<_> = visible.into_iter().skip(offset).take(limit).collect();
+    // Statuses of this page's accounts only.
+    let s = state
+        .supervisor
+        .send(GetSystemStatus {
+            select: StatusSelect::Ids(page.iter().map(|cfg| cfg.id.clone()).collect()),
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?;
+    let statuses: std::collections::HashMap<&str, _> = s
+        .accounts
         .iter()
-        .skip(offset)
-        .take(limit)
+        .map(|a| (a.account_id.as_str(), a))
+        .collect();
+    let items: Vec<_> = page
+        .iter()
         .map(|cfg| {
             let st = statuses
                 .get(cfg.id.as_str())

@@ -512,32 +512,6 @@ impl PageQuery {
     }
 }
 
-/// The whole picture of the accounts in a few numbers, shown beside a page of them.
-#[derive(Debug, serde::Serialize)]
-pub struct AccountsSummary {
-    /// Every account.
-    pub total: usize,
-    /// Accounts per state (`running`, `paused`, ...).
-    pub by_state: std::collections::BTreeMap<String, usize>,
-    /// Accounts whose last cycle failed or that report an error.
-    pub with_error: usize,
-}
-
-impl AccountsSummary {
-    /// Summarises the supervisor's account statuses.
-    pub fn of(accounts: &[crate::actors::messages::AccountStatus]) -> AccountsSummary {
-        let mut by_state = std::collections::BTreeMap::new();
-        for a in accounts {
-            *by_state.entry(a.state.clone()).or_insert(0) += 1;
-        }
-        AccountsSummary {
-            total: accounts.len(),
-            by_state,
-            with_error: accounts.iter().filter(|a| a.last_error.is_some()).count(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
