@@ -426,7 +426,10 @@ async fn positions(
     }
     let limit = f.limit;
     let body = query(&state, move |c| {
-        json_page(queries::list_positions(c, &f)?, limit)
+        Ok(web::Bytes::from(encode::page(
+            &queries::list_positions(c, &f)?,
+            limit,
+        )))
     })
     .await?;
     Ok(json_body(body))
