@@ -150,11 +150,36 @@ fn uuid(out: &mut Vec<u8>, v: &Uuid) {
     out.push(b'"');
 }
 
-/// A decimal as serde writes it (`serde-with-str`): its `Display` text, quoted.
+/// A decimal as serde writes it (`serde-with-str`): its `Display` text — every digit of
+/// its scale, trailing zeros included — quoted. The digits come from the mantissa
+/// directly; a negative zero (rare, and printed with its sign) takes `Display`.
 fn decimal(out: &mut Vec<u8>, v: &Decimal) {
     out.push(b'"');
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{v}");
+    if v.is_zero() && v.is_sign_negative() {
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{v}");
+        out.push(b'"');
+        return;
+    }
+    let m = v.mantissa();
+    if m < 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(m.unsigned_abs()).as_bytes();
+    let scale = v.scale() as usize;
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() <= scale {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    }
     out.push(b'"');
 }
 
@@ -409,6 +434,31 @@ mod tests {
             liquidation_price: (!some).then(|| d[(i + 1) % d.len()]),
             origin: "vibex".into(),
             close_reason: some.then(|| s[(i + 2) % s.len()].clone()),
+        }
+    }
+
+    #[test]
+    fn decimals_are_their_display_text() {
+        let mut cases = decimals();
+        cases.extend([
+            dec!(0.00),
+            dec!(-1.5),
+            dec!(0.001),
+            dec!(-0.001),
+            dec!(123456789.000000001),
+            Decimal::from_parts(0, 0, 0, true, 2),
+            Decimal::from_parts(0, 0, 0, true, 0),
+            Decimal::from_parts(5, 0, 0, false, 28),
+            Decimal::from_parts(u32::MAX, u32::MAX, u32::MAX, true, 28),
+        ]);
+        for v in cases {
+            let mut ours = Vec::new();
+            decimal(&mut ours, &v);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                format!("\"{v}\""),
+                "{v:?}"
+            );
         }
     }
 
