@@ -72,10 +72,12 @@ impl<'a> Object<'a> {
         text(self.key(name), v);
     }
 
-    fn opt_text(&mut self, name: &str, v: Option<&str>) {
+    /// `name: null`, or the value written by `write`.
+    fn opt<T: ?Sized>(&mut self, name: &str, v: Option<&T>, write: fn(&mut Vec<u8>, &T)) {
+        let out = self.key(name);
         match v {
-            Some(v) => self.text(name, v),
-            None => self.key(name).extend_from_slice(b"null"),
+            Some(v) => write(out, v),
+            None => out.extend_from_slice(b"null"),
         }
     }
 
@@ -83,33 +85,12 @@ impl<'a> Object<'a> {
         uuid(self.key(name), v);
     }
 
-    fn opt_uuid(&mut self, name: &str, v: Option<&Uuid>) {
-        match v {
-            Some(v) => self.uuid(name, v),
-            None => self.key(name).extend_from_slice(b"null"),
-        }
-    }
-
     fn decimal(&mut self, name: &str, v: &Decimal) {
         decimal(self.key(name), v);
     }
 
-    fn opt_decimal(&mut self, name: &str, v: Option<&Decimal>) {
-        match v {
-            Some(v) => self.decimal(name, v),
-            None => self.key(name).extend_from_slice(b"null"),
-        }
-    }
-
     fn time(&mut self, name: &str, v: &DateTime<Utc>) {
         time(self.key(name), v);
-    }
-
-    fn opt_time(&mut self, name: &str, v: Option<&DateTime<Utc>>) {
-        match v {
-            Some(v) => self.time(name, v),
-            None => self.key(name).extend_from_slice(b"null"),
-        }
     }
 
     fn int(&mut self, name: &str, v: i64) {
@@ -239,22 +220,22 @@ impl EncodeJson for OrderRow {
         let mut o = Object::new(out);
         o.uuid("id", &self.id);
         o.text("account_id", &self.account_id);
-        o.opt_uuid("cycle_id", self.cycle_id.as_ref());
-        o.opt_uuid("decision_id", self.decision_id.as_ref());
+        o.opt("cycle_id", self.cycle_id.as_ref(), uuid);
+        o.opt("decision_id", self.decision_id.as_ref(), uuid);
         o.text("client_order_id", &self.client_order_id);
-        o.opt_text("venue_order_id", self.venue_order_id.as_deref());
+        o.opt("venue_order_id", self.venue_order_id.as_deref(), text);
         o.text("symbol", &self.symbol);
         o.text("side", &self.side);
         o.text("order_type", &self.order_type);
-        o.opt_decimal("quantity", self.quantity.as_ref());
-        o.opt_decimal("price", self.price.as_ref());
-        o.opt_decimal("stop_price", self.stop_price.as_ref());
+        o.opt("quantity", self.quantity.as_ref(), decimal);
+        o.opt("price", self.price.as_ref(), decimal);
+        o.opt("stop_price", self.stop_price.as_ref(), decimal);
         o.boolean("reduce_only", self.reduce_only);
         o.boolean("close_position", self.close_position);
         o.text("status", &self.status);
         o.decimal("filled_quantity", &self.filled_quantity);
-        o.opt_decimal("avg_fill_price", self.avg_fill_price.as_ref());
-        o.opt_text("reject_reason", self.reject_reason.as_deref());
+        o.opt("avg_fill_price", self.avg_fill_price.as_ref(), decimal);
+        o.opt("reject_reason", self.reject_reason.as_deref(), text);
         o.time("created_at", &self.created_at);
         o.time("updated_at", &self.updated_at);
         o.end();
@@ -267,8 +248,8 @@ impl EncodeJson for FillRow {
         o.uuid("id", &self.id);
         o.time("ts", &self.ts);
         o.text("account_id", &self.account_id);
-        o.opt_uuid("cycle_id", self.cycle_id.as_ref());
-        o.opt_uuid("order_id", self.order_id.as_ref());
+        o.opt("cycle_id", self.cycle_id.as_ref(), uuid);
+        o.opt("order_id", self.order_id.as_ref(), uuid);
         o.text("client_order_id", &self.client_order_id);
         o.text("symbol", &self.symbol);
         o.text("side", &self.side);
@@ -277,7 +258,7 @@ impl EncodeJson for FillRow {
         o.decimal("fee", &self.fee);
         o.decimal("realized_pnl", &self.realized_pnl);
         o.text("reason", &self.reason);
-        o.opt_text("venue_trade_id", self.venue_trade_id.as_deref());
+        o.opt("venue_trade_id", self.venue_trade_id.as_deref(), text);
         o.end();
     }
 }
@@ -293,20 +274,24 @@ impl EncodeJson for PositionRow {
         o.decimal("entry_price", &self.entry_price);
         o.int("leverage", i64::from(self.leverage));
         o.decimal("margin", &self.margin);
-        o.opt_decimal("tp_price", self.tp_price.as_ref());
-        o.opt_decimal("sl_price", self.sl_price.as_ref());
+        o.opt("tp_price", self.tp_price.as_ref(), decimal);
+        o.opt("sl_price", self.sl_price.as_ref(), decimal);
         o.text("exit_plan", &self.exit_plan);
-        o.opt_decimal("mark_price", self.mark_price.as_ref());
+        o.opt("mark_price", self.mark_price.as_ref(), decimal);
         o.decimal("unrealized_pnl", &self.unrealized_pnl);
         o.decimal("realized_pnl", &self.realized_pnl);
         o.text("status", &self.status);
         o.time("opened_at", &self.opened_at);
-        o.opt_time("closed_at", self.closed_at.as_ref());
-        o.opt_uuid("opened_cycle_id", self.opened_cycle_id.as_ref());
+        o.opt("closed_at", self.closed_at.as_ref(), time);
+        o.opt("opened_cycle_id", self.opened_cycle_id.as_ref(), uuid);
         o.time("updated_at", &self.updated_at);
-        o.opt_decimal("liquidation_price", self.liquidation_price.as_ref());
+        o.opt(
+            "liquidation_price",
+            self.liquidation_price.as_ref(),
+            decimal,
+        );
         o.text("origin", &self.origin);
-        o.opt_text("close_reason", self.close_reason.as_deref());
+        o.opt("close_reason", self.close_reason.as_deref(), text);
         o.end();
     }
 }
