@@ -129,7 +129,7 @@ fn migrated() -> (common::pg::TestDb, DbPool) {
 
 /// A pool whose server never answers (nothing listens on the port).
 fn unreachable_pool() -> DbPool {
-    let port = common::daemon::free_port();
+    let port = common::process::free_port();
     let manager = diesel::r2d2::ConnectionManager::<PgConnection>::new(format!(
         "postgres://vibex:none@127.0.0.1:{port}/vibex"
     ));

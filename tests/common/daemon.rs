@@ -17,7 +17,7 @@ pub struct Daemon {
     _tmp: Option<tempfile::TempDir>,
 }
 
-pub use super::process::{free_port, AMBIENT};
+pub use super::process::AMBIENT;
 
 /// How the daemon's process is started, beyond its accounts file and environment.
 #[derive(Clone, Copy, Debug, Default)]
@@ -66,7 +66,6 @@ impl Daemon {
         launch: Launch,
     ) -> Daemon {
         std::fs::write(dir.join("accounts.yaml"), accounts_yaml).expect("write accounts.yaml");
-        let port = free_port();
         let stdout = std::fs::File::create(dir.join("stdout.txt")).expect("stdout file");
         let stderr = std::fs::File::create(dir.join("stderr.txt")).expect("stderr file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
@@ -78,8 +77,11 @@ impl Daemon {
         for var in AMBIENT {
             cmd.env_remove(var);
         }
+        // Port 0: the daemon binds a port the kernel picks and prints it. A port chosen
+        // here and handed over could be taken in between by another test's daemon, whose
+        // /health would then answer for this one.
         cmd.env("API_HOST", "127.0.0.1")
-            .env("API_PORT", port.to_string())
+            .env("API_PORT", "0")
             .env("VIBEX_LOG_LEVEL", "debug");
         if let Some(url) = database_url {
             cmd.env("DATABASE_URL", url);
@@ -102,7 +104,7 @@ impl Daemon {
         let child = cmd.spawn().expect("spawn vibex");
         let mut d = Daemon {
             child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
+            base: String::new(),
             dir: dir.to_path_buf(),
             _tmp: None,
         };
@@ -110,9 +112,10 @@ impl Daemon {
         d
     }
 
+    /// Waits for the daemon's own `listening on` line (its address becomes `base`), then
+    /// for `/health` = 200 at that address.
     fn wait_healthy(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let addr = self.base.trim_start_matches("http://").to_string();
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -122,7 +125,20 @@ impl Daemon {
                     );
                 }
             }
-            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            if self.base.is_empty() {
+                let stdout =
+                    std::fs::read_to_string(self.dir.join("stdout.txt")).unwrap_or_default();
+                if let Some(addr) = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("vibex listening on http://"))
+                {
+                    self.base = format!("http://{}", addr.trim());
+                }
+            }
+            let addr = self.base.trim_start_matches("http://").to_string();
+            if addr.is_empty() {
+                // Not listening yet.
+            } else if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
                 use std::io::Write;
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let req =
@@ -136,7 +152,11 @@ impl Daemon {
                 }
             }
             if Instant::now() > deadline {
-                panic!("vibex did not become healthy; stderr:\n{}", self.stderr());
+                panic!(
+                    "vibex did not become healthy (address: {:?}); stderr:\n{}",
+                    self.base,
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
