@@ -324,11 +324,17 @@ async fn serve(
     )?;
     let directory = supervisor.directory();
     let supervisor = supervisor.start();
+    let plan = ServingPlan::decide(&settings.api);
+    let gate = Arc::new(Gate::new(&settings.api, plan.exposure, &app_log));
     let control = ControlPlane {
         audit: Audit::new(store.clone(), &trading_log),
         load_options: reload,
         mask,
         log: trading_log.clone(),
+        keys: Some(Arc::new(auth::GateKeys {
+            gate: gate.clone(),
+            bus: bus.clone(),
+        })),
     };
 
     // `/health` probes with a connection of its own; reads have theirs (see api::health,
@@ -350,7 +356,6 @@ async fn serve(
         health,
         log_dir: settings.log_dir.clone(),
     };
-    let plan = ServingPlan::decide(&settings.api);
     info!(app_log, "API access"; "policy" => plan.summary.clone(), "host" => plan.host.clone(),
         "configured_host" => settings.api.host.clone(),
         "cors_origins" => settings.api.cors_origins.join(","),
@@ -362,7 +367,6 @@ async fn serve(
         warn!(app_log, "{}", warning);
         eprintln!("WARNING: {warning}");
     }
-    let gate = Arc::new(Gate::new(&settings.api, plan.exposure, &app_log));
     let sweeper = gate.clone();
     actix_rt::spawn(async move {
         let mut every = tokio::time::interval(auth::SWEEP_EVERY);

@@ -96,13 +96,19 @@ async fn get(d: &Daemon, seen: &Seen, path: &str, headers: &[(&str, &str)]) -> R
     send(d, seen, Method::GET, path, headers, None).await
 }
 
-/// A WebSocket client that keeps every text frame.
+/// A WebSocket client that keeps every text frame, and the server's close reason.
 struct Stream {
     frames: Arc<Mutex<Vec<serde_json::Value>>>,
+    closed: Arc<Mutex<Option<String>>>,
     _task: actix_rt::task::JoinHandle<()>,
 }
 
 impl Stream {
+    /// The reason of the server's close frame, once it sent one.
+    fn close_reason(&self) -> Option<String> {
+        self.closed.lock().unwrap().clone()
+    }
+
     fn frames(&self) -> Vec<serde_json::Value> {
         self.frames.lock().unwrap().clone()
     }
@@ -132,6 +138,8 @@ async fn ws(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Result<Stream, 
     };
     let frames = Arc::new(Mutex::new(Vec::new()));
     let sink = frames.clone();
+    let closed = Arc::new(Mutex::new(None));
+    let close_sink = closed.clone();
     let task = actix_rt::spawn(async move {
         while let Some(Ok(frame)) = conn.next().await {
             match frame {
@@ -143,13 +151,20 @@ async fn ws(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Result<Stream, 
                 awc::ws::Frame::Ping(p) => {
                     let _ = conn.send(awc::ws::Message::Pong(p)).await;
                 }
-                awc::ws::Frame::Close(_) => break,
+                awc::ws::Frame::Close(reason) => {
+                    let text = reason
+                        .and_then(|r| r.description)
+                        .unwrap_or_else(|| "(no reason)".into());
+                    *close_sink.lock().unwrap() = Some(text);
+                    break;
+                }
                 _ => {}
             }
         }
     });
     Ok(Stream {
         frames,
+        closed,
         _task: task,
     })
 }
@@ -1213,4 +1228,155 @@ async fn a_daemon_without_keys_asked_for_0_0_0_0_serves_loopback_only_and_says_s
     assert_eq!(get(&d, &seen, "/health", &[]).await.status, 200);
     drop(stream);
     d.terminate(Duration::from_secs(20));
+}
+
+#[actix_rt::test]
+async fn a_reload_replaces_the_keys_closes_revoked_streams_and_keeps_at_least_one_key() {
+    let venue = FakeVenue::start();
+    let db = common::pg::test_db();
+    let (admin, _) = keys_new(&["--name", "ops", "--role", "admin"]);
+    let (leaked, _) = keys_new(&["--name", "leaked", "--role", "read"]);
+    let (desk, _) = keys_new(&["--name", "desk", "--role", "read"]);
+    let (fresh, _) = keys_new(&["--name", "fresh", "--role", "read"]);
+    let entry = |name: &str, key: &str, extra: &str| {
+        format!(
+            "    - {{name: {name}, role: {role}, key_sha256: {hash}{extra}}}\n",
+            role = if name == "ops" { "admin" } else { "read" },
+            hash = sha256_hex(key)
+        )
+    };
+    let before = format!(
+        "  keys:\n{}{}{}",
+        entry("ops", &admin, ""),
+        entry("leaked", &leaked, ""),
+        entry("desk", &desk, ", accounts: [alpha]")
+    );
+    let mut d = Daemon::start(
+        &accounts_yaml(venue.base_url(), &before),
+        Some(&db.url),
+        &[],
+    );
+    let seen: Seen = Arc::default();
+    let status = |r: Reply| r.status;
+    let leaked_h = [("X-API-Key", leaked.as_str())];
+    let admin_h = [("X-API-Key", admin.as_str())];
+    let desk_h = [("X-API-Key", desk.as_str())];
+    let fresh_h = [("X-API-Key", fresh.as_str())];
+    assert_eq!(status(get(&d, &seen, "/accounts", &leaked_h).await), 200);
+    assert_eq!(
+        status(get(&d, &seen, "/accounts/alpha", &desk_h).await),
+        200
+    );
+    assert_eq!(status(get(&d, &seen, "/accounts/beta", &desk_h).await), 404);
+    assert_eq!(status(get(&d, &seen, "/accounts", &fresh_h).await), 401);
+    let leaked_stream = ws(&d, "/ws/trading-events", &leaked_h)
+        .await
+        .expect("the leaked key opens a stream");
+    let desk_stream = ws(&d, "/ws/trading-events", &desk_h)
+        .await
+        .expect("the desk key opens a stream");
+    let admin_stream = ws(&d, "/ws/trading-events", &admin_h)
+        .await
+        .expect("the admin key opens a stream");
+
+    // The leaked key is removed, desk is moved to beta, fresh is added, ops is untouched.
+    let after = format!(
+        "  keys:\n{}{}{}",
+        entry("ops", &admin, ""),
+        entry("desk", &desk, ", accounts: [beta]"),
+        entry("fresh", &fresh, "")
+    );
+    std::fs::write(
+        d.dir.join("accounts.yaml"),
+        accounts_yaml(venue.base_url(), &after),
+    )
+    .unwrap();
+    let r = send(&d, &seen, Method::POST, "/config/reload", &admin_h, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["keys"],
+        serde_json::json!({"added": ["fresh"], "removed": ["leaked"], "changed": ["desk"]}),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.json()["unchanged"], serde_json::json!(["alpha", "beta"]));
+    // The next request is judged by the new keys.
+    let r = get(&d, &seen, "/accounts", &leaked_h).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (401, "unauthorized".to_string())
+    );
+    assert_eq!(
+        status(get(&d, &seen, "/accounts/alpha", &desk_h).await),
+        404
+    );
+    assert_eq!(status(get(&d, &seen, "/accounts/beta", &desk_h).await), 200);
+    assert_eq!(status(get(&d, &seen, "/accounts", &fresh_h).await), 200);
+    assert_eq!(status(get(&d, &seen, "/accounts", &admin_h).await), 200);
+    // Streams opened with a removed or changed key end, saying why; the others stay.
+    for (stream, name) in [(&leaked_stream, "leaked"), (&desk_stream, "desk")] {
+        wait_frames(stream, &format!("the {name} stream to be closed"), |s| {
+            s.close_reason().is_some()
+        })
+        .await;
+        let reason = stream.close_reason().unwrap_or_default();
+        assert!(
+            reason.contains(&format!("{name:?}")) && reason.contains("removed or changed"),
+            "{reason}"
+        );
+    }
+    let r = send(
+        &d,
+        &seen,
+        Method::POST,
+        "/accounts/alpha/pause",
+        &admin_h,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_frames(&admin_stream, "the pause on the admin's stream", |s| {
+        s.frames()
+            .iter()
+            .any(|e| e["type"] == "control" && e["data"]["action"] == "account.pause")
+    })
+    .await;
+    assert_eq!(
+        admin_stream.close_reason(),
+        None,
+        "an unchanged key's stream stays open"
+    );
+
+    // A file without keys would leave a keyed daemon without a way in: nothing changes,
+    // accounts included, and the error names the field.
+    std::fs::write(
+        d.dir.join("accounts.yaml"),
+        accounts_yaml(venue.base_url(), "  cors_origins: []\n").replace(
+            "    interval: 1s\n  - id: beta",
+            "    interval: 2s\n  - id: beta",
+        ),
+    )
+    .unwrap();
+    let r = send(&d, &seen, Method::POST, "/config/reload", &admin_h, None).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("api.keys"), "{message}");
+    assert_eq!(status(get(&d, &seen, "/accounts", &fresh_h).await), 200);
+    let r = get(&d, &seen, "/accounts/alpha", &admin_h).await;
+    assert_eq!(r.json()["interval"], "1s", "nothing changed: {}", r.body);
+
+    // The audit trail has the keys' diff (names only).
+    let r = get(&d, &seen, "/audit?kind=config.reload", &admin_h).await;
+    let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        items
+            .iter()
+            .any(|a| a["result"]["keys"]["removed"] == serde_json::json!(["leaked"])),
+        "{items:?}"
+    );
+    assert!(d.log_file("app.log").contains("API keys reloaded"));
+    no_key_anywhere(&mut d, &seen, &[&admin, &leaked, &desk, &fresh]);
 }

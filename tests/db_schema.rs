@@ -645,6 +645,7 @@ async fn api_server(url: &str, dir: &std::path::Path) -> String {
             load_options: None,
             mask: Default::default(),
             log: log.clone(),
+            keys: None,
         },
         accounts: vibex::control::AccountDirectory::new(settings.accounts),
         ws_ping_interval: std::time::Duration::from_secs(30),

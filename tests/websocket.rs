@@ -133,6 +133,7 @@ async fn a_client_that_cannot_keep_up_is_disconnected_not_buffered() {
             account_id: None,
             symbols: vec![],
             scope: None,
+            key_name: None,
         },
         events: slow.clone().recipient(),
         evicted: slow.clone().recipient(),

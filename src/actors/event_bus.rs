@@ -106,6 +106,37 @@ impl Handler<Unsubscribe> for EventBus {
     }
 }
 
+impl Handler<RevokeKeys> for EventBus {
+    type Result = ();
+
+    fn handle(&mut self, msg: RevokeKeys, _: &mut Self::Context) {
+        let revoked: Vec<u64> = self
+            .subscribers
+            .iter()
+            .filter(|(_, sub)| {
+                sub.filter
+                    .key_name
+                    .as_deref()
+                    .is_some_and(|name| msg.0.iter().any(|r| r == name))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in revoked {
+            if let Some(sub) = self.subscribers.remove(&id) {
+                let name = sub.filter.key_name.as_deref().unwrap_or_default();
+                info!(self.log, "subscriber's API key was revoked or changed; disconnecting it";
+                    "subscription" => id, "key_name" => name);
+                sub.evicted.do_send(Evicted {
+                    reason: format!(
+                        "the API key {name:?} was removed or changed by a reload; reconnect \
+                         with a valid key"
+                    ),
+                });
+            }
+        }
+    }
+}
+
 impl Handler<SubscriberCount> for EventBus {
     type Result = usize;
 

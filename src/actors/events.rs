@@ -150,6 +150,9 @@ pub struct EventFilter {
     /// account. An event of another account is never delivered; events of no account
     /// (shared market data) are.
     pub scope: Option<Arc<HashSet<String>>>,
+    /// The name of the API key the subscription was opened with (`None`: no key): a
+    /// reload that removes or changes that key ends the subscription.
+    pub key_name: Option<Arc<str>>,
 }
 
 impl EventFilter {

@@ -52,6 +52,12 @@ pub struct Subscribe {
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub u64);
 
+/// End the subscriptions opened with these API keys (by name): a reload removed them
+/// or changed what they grant. Each session is told why and closes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RevokeKeys(pub Vec<String>);
+
 /// Number of live subscribers (status page, tests).
 #[derive(Message)]
 #[rtype(result = "usize")]

@@ -4,7 +4,8 @@
 //! for keys — `app::serve` calls it before binding and says what it decided),
 //! [`Gate::new`] and [`Gate::middleware`] (wrapped around every route),
 //! [`Gate::admit`] (the decision for one request, also what `benches/auth.rs` times),
-//! [`Gate::sweep`] (drops idle per-address buckets; called every minute), [`cors`] (the
+//! [`Gate::sweep`] (drops idle buckets; called every minute), [`Gate::check_keys`] and
+//! [`Gate::replace_keys`] (a reload's new keys, through [`GateKeys`]), [`cors`] (the
 //! CORS layer from `api.cors_origins`), [`json_refusals`] (CORS and body-size refusals as
 //! JSON), [`generate_key`] and [`key_digest`] (`vibex keys new`).
 //!
@@ -15,6 +16,10 @@
 //!   time taken says nothing about which key, or which prefix, came close. A missing
 //!   key and a wrong key get the same 401. The key is never logged, stored or echoed;
 //!   the key's configured *name* is what logs and the audit trail carry.
+//! - A reload (`SIGHUP`, `POST /config/reload`) replaces the keys whole: the next request
+//!   is judged by the new ones, a WebSocket session opened with a removed or changed key
+//!   is closed, and a key's bucket follows its name. A daemon started with keys keeps at
+//!   least one; one started without keys takes keys only at its next start.
 //! - `/health` is always open and never rate limited (an orchestrator's probe).
 //! - No key configured: the daemon serves only on loopback (see [`ServingPlan`]) and
 //!   every route is open there as for a local tool, for requests addressed to a loopback
@@ -35,7 +40,7 @@
 
 use crate::api::access::{Caller, Role};
 use crate::api::error::ApiError;
-use crate::config::{ApiSettings, RateBucket};
+use crate::config::{ApiKeyConfig, ApiSettings, RateBucket};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
@@ -43,13 +48,14 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use slog::{debug, info, Logger};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -202,11 +208,49 @@ fn words(digest: &[u8; 32]) -> [u64; 4] {
 }
 
 /// One configured key as the gate holds it.
+#[derive(Clone)]
 struct GateKey {
     name: Arc<str>,
     role: Role,
     digest: [u64; 4],
     scope: Option<Arc<HashSet<String>>>,
+}
+
+impl GateKey {
+    fn from_config(k: &ApiKeyConfig) -> GateKey {
+        GateKey {
+            name: Arc::from(k.name.as_str()),
+            role: k.role,
+            digest: words(&k.key_sha256),
+            scope: k
+                .accounts
+                .as_ref()
+                .map(|ids| Arc::new(ids.iter().cloned().collect())),
+        }
+    }
+
+    /// Whether `k` grants exactly what this key grants (same hash, role and scope).
+    fn grants_as(&self, k: &GateKey) -> bool {
+        self.digest == k.digest && self.role == k.role && self.scope == k.scope
+    }
+}
+
+/// What a reload changed in the configured keys, by name.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyChanges {
+    /// Names new in the file.
+    pub added: Vec<String>,
+    /// Names gone from the file: refused from now on.
+    pub removed: Vec<String>,
+    /// Names whose hash, role or scope changed: the new grant applies from now on.
+    pub changed: Vec<String>,
+}
+
+impl KeyChanges {
+    /// The names whose open WebSocket sessions must end (removed or changed).
+    pub fn retired(&self) -> Vec<String> {
+        self.removed.iter().chain(&self.changed).cloned().collect()
+    }
 }
 
 /// Why a request was refused, before it becomes a response.
@@ -290,8 +334,10 @@ impl Refusal {
 /// The gate: the configured keys, the buckets, the allowed origins.
 pub struct Gate {
     exposure: Exposure,
-    keys: Vec<GateKey>,
-    per_key: DefaultKeyedRateLimiter<usize>,
+    /// The configured keys; replaced whole by a reload ([`Gate::replace_keys`]).
+    keys: RwLock<Arc<Vec<GateKey>>>,
+    /// Each key's bucket, by name: a key whose grant a reload changes keeps its bucket.
+    per_key: DefaultKeyedRateLimiter<Arc<str>>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
     cors_origins: Vec<String>,
@@ -313,22 +359,10 @@ fn quota(bucket: RateBucket) -> Quota {
 impl Gate {
     /// A gate for `api` exposed as `exposure` (from [`ServingPlan::decide`]).
     pub fn new(api: &ApiSettings, exposure: Exposure, log: &Logger) -> Gate {
-        let keys = api
-            .keys
-            .iter()
-            .map(|k| GateKey {
-                name: Arc::from(k.name.as_str()),
-                role: k.role,
-                digest: words(&k.key_sha256),
-                scope: k
-                    .accounts
-                    .as_ref()
-                    .map(|ids| Arc::new(ids.iter().cloned().collect())),
-            })
-            .collect();
+        let keys = api.keys.iter().map(GateKey::from_config).collect();
         Gate {
             exposure,
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             per_key: DefaultKeyedRateLimiter::keyed(quota(api.rate_limit.per_key)),
             per_ip: DefaultKeyedRateLimiter::keyed(quota(api.rate_limit.per_ip)),
             clock: DefaultClock::default(),
@@ -345,29 +379,99 @@ impl Gate {
         self.exposure
     }
 
+    fn current_keys(&self) -> Arc<Vec<GateKey>> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether a reload may bring `keys`: a gate that serves with keys keeps at least
+    /// one, and a gate that serves without keys (loopback or open) takes none — going
+    /// from one to the other changes the address the API listens on, which only a
+    /// restart does.
+    pub fn check_keys(&self, keys: &[ApiKeyConfig]) -> Result<(), String> {
+        match (self.exposure, keys.is_empty()) {
+            (Exposure::Keys, true) => Err("api.keys: the reloaded configuration has no key \
+                 left; a daemon started with keys keeps at least one (to serve without keys, \
+                 on loopback, restart it)"
+                .into()),
+            (Exposure::Loopback | Exposure::Open, false) => Err("api.keys: this daemon was \
+                 started without keys; keys change the address it listens on, so they take \
+                 effect at the next start (restart it)"
+                .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts `keys` in place of the configured keys: the next request is judged by them.
+    /// A key whose name, hash, role and scope are unchanged is kept as it was.
+    pub fn replace_keys(&self, keys: &[ApiKeyConfig]) -> KeyChanges {
+        let mut slot = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = slot.clone();
+        let mut changes = KeyChanges::default();
+        let mut next = Vec::with_capacity(keys.len());
+        for k in keys {
+            let fresh = GateKey::from_config(k);
+            match old.iter().find(|o| o.name == fresh.name) {
+                Some(o) if o.grants_as(&fresh) => next.push(o.clone()),
+                Some(_) => {
+                    changes.changed.push(k.name.clone());
+                    next.push(fresh);
+                }
+                None => {
+                    changes.added.push(k.name.clone());
+                    next.push(fresh);
+                }
+            }
+        }
+        for o in old.iter() {
+            if !keys.iter().any(|k| *k.name == *o.name) {
+                changes.removed.push(o.name.to_string());
+            }
+        }
+        *slot = Arc::new(next);
+        drop(slot);
+        if changes != KeyChanges::default() {
+            info!(self.log, "API keys reloaded";
+                "added" => changes.added.join(","), "removed" => changes.removed.join(","),
+                "changed" => changes.changed.join(","));
+        }
+        changes
+    }
+
     /// Drops the per-address buckets that are full again (indistinguishable from new
     /// ones); returns how many addresses are still tracked.
     pub fn sweep(&self) -> usize {
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
+        self.per_key.retain_recent();
         self.per_ip.len()
     }
 
     /// The configured key whose hash equals the presented key's: every configured hash
     /// is compared, in constant time, whatever matches.
-    fn find_key(&self, presented: &str) -> Option<usize> {
+    fn find_key(&self, presented: &str) -> Option<GateKey> {
         if presented.is_empty() || presented.len() > MAX_KEY_LEN {
             return None;
         }
         let digest = words(&key_digest(presented));
+        let keys = self.current_keys();
         let mut found = subtle::Choice::from(0u8);
         let mut index = 0u32;
-        for (i, key) in self.keys.iter().enumerate() {
+        for (i, key) in keys.iter().enumerate() {
             let same = key.digest[..].ct_eq(&digest[..]);
             index.conditional_assign(&u32::try_from(i).unwrap_or(u32::MAX), same);
             found |= same;
         }
-        bool::from(found).then_some(index as usize)
+        if bool::from(found) {
+            keys.get(index as usize).cloned()
+        } else {
+            None
+        }
     }
 
     /// The bucket of a client address: its own, IPv6 by /64 (one host usually holds a
@@ -447,19 +551,18 @@ impl Gate {
             Exposure::Keys => {
                 let presented = presented_key(req, websocket);
                 match presented.as_deref().and_then(|k| self.find_key(k)) {
-                    Some(i) => {
-                        let key = self.keys.get(i).ok_or(Refusal::Unauthorized)?;
-                        self.per_key
-                            .check_key(&i)
-                            .map_err(|not_until| Refusal::RateLimited {
+                    Some(key) => {
+                        self.per_key.check_key(&key.name).map_err(|not_until| {
+                            Refusal::RateLimited {
                                 retry_after: self
                                     .retry_after(not_until.wait_time_from(self.clock.now())),
                                 key_name: Some(key.name.clone()),
-                            })?;
+                            }
+                        })?;
                         Ok(Caller {
-                            key_name: Some(key.name.clone()),
+                            key_name: Some(key.name),
                             role: key.role,
-                            accounts: key.scope.clone(),
+                            accounts: key.scope,
                             ip,
                         })
                     }
@@ -592,6 +695,32 @@ impl Gate {
                 "status" => other.to_error().status.as_u16(), "reason" => other.to_error().code,
                 "method" => method, "path" => path, "client_ip" => ip),
         }
+    }
+}
+
+/// The gate's keys as a reload replaces them ([`crate::control::KeyReload`]): the new
+/// keys judge the next request, and the WebSocket sessions opened with a removed or
+/// changed key are closed (a session keeps the grant it was opened with, so it ends).
+pub struct GateKeys {
+    /// The gate whose keys are replaced.
+    pub gate: Arc<Gate>,
+    /// The bus whose subscriptions of retired keys end.
+    pub bus: actix::Addr<crate::actors::event_bus::EventBus>,
+}
+
+impl crate::control::KeyReload for GateKeys {
+    fn check(&self, keys: &[ApiKeyConfig]) -> Result<(), String> {
+        self.gate.check_keys(keys)
+    }
+
+    fn apply(&self, keys: &[ApiKeyConfig]) -> serde_json::Value {
+        let changes = self.gate.replace_keys(keys);
+        let retired = changes.retired();
+        if !retired.is_empty() {
+            self.bus
+                .do_send(crate::actors::messages::RevokeKeys(retired));
+        }
+        serde_json::to_value(&changes).unwrap_or_default()
     }
 }
 

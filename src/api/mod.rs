@@ -701,6 +701,7 @@ async fn websocket(
         account_id: q.account_id.as_ref().map(AccountId::new),
         symbols,
         scope: caller.accounts.clone(),
+        key_name: caller.key_name.clone(),
     };
     let session = ws_session::WsSession::new(
         filter,

@@ -1,7 +1,8 @@
 //! The control plane's shared pieces: the accounts the API sees ([`AccountDirectory`],
 //! following adds, removals and reloads), the audit trail ([`Audit`]: a row, a log line
 //! and a `control` event per control request, granted or refused), and what the API and
-//! the SIGHUP handler need to act ([`ControlPlane`], [`reload_accounts`]).
+//! the SIGHUP handler need to act ([`ControlPlane`], [`reload_accounts`], and
+//! [`KeyReload`], through which a reload replaces the API's keys).
 //!
 //! The actions themselves are the Supervisor's (`actors/supervisor.rs`: add, remove,
 //! pause, resume, close-all, kill switch, reload), which acts through each account's
@@ -15,7 +16,7 @@
 use crate::actors::events::{Channel, EventDraft};
 use crate::actors::messages::{ControlResult, ReloadAccounts};
 use crate::actors::supervisor::Supervisor;
-use crate::config::{AccountConfig, LoadOptions};
+use crate::config::{AccountConfig, ApiKeyConfig, LoadOptions};
 use crate::db::models::{AccountControlRow, AccountRow, ControlActionRow};
 use crate::domain::types::AccountId;
 use crate::store::{ControlRow, Rows, Store, Write};
@@ -289,6 +290,16 @@ impl Audit {
     }
 }
 
+/// The API's keys as a reload sees them (the API's gate implements it): a reload checks
+/// the configuration's keys before it changes anything, and puts them in place once the
+/// accounts are reloaded.
+pub trait KeyReload: Send + Sync {
+    /// Why these keys cannot replace the current ones (naming `api.keys`), if they cannot.
+    fn check(&self, keys: &[ApiKeyConfig]) -> Result<(), String>;
+    /// Puts `keys` in place; answers what changed (`added`, `removed`, `changed`, by name).
+    fn apply(&self, keys: &[ApiKeyConfig]) -> Value;
+}
+
 /// What the control routes and the SIGHUP handler share.
 #[derive(Clone)]
 pub struct ControlPlane {
@@ -300,11 +311,14 @@ pub struct ControlPlane {
     pub mask: SecretMask,
     /// Where control actions are logged (trading.log).
     pub log: Logger,
+    /// The API's keys, replaced by a reload (`None`: a reload leaves keys alone).
+    pub keys: Option<Arc<dyn KeyReload>>,
 }
 
-/// Re-reads the configuration as at start and hands the accounts to the Supervisor.
-/// A file that fails validation changes nothing: the error names file, account and
-/// field (one problem per line).
+/// Re-reads the configuration as at start, hands the accounts to the Supervisor, then
+/// puts the configuration's API keys in place (the answer's `keys`: added, removed and
+/// changed names). A file that fails validation, or keys the running API cannot take,
+/// change nothing: the error names file, account and field (one problem per line).
 pub async fn reload_accounts(
     plane: &ControlPlane,
     supervisor: &Addr<Supervisor>,
@@ -327,6 +341,13 @@ pub async fn reload_accounts(
             return Err(ControlError::Invalid(e.0));
         }
     };
+    if let Some(keys) = &plane.keys {
+        if let Err(problem) = keys.check(&settings.api.keys) {
+            error!(plane.log, "reload refused: the configuration's keys cannot be applied; \
+                nothing changed"; "problems" => problem.clone());
+            return Err(ControlError::Invalid(problem));
+        }
+    }
     plane.mask.add(settings.secret_values());
     let result: ControlResult = supervisor
         .send(ReloadAccounts {
@@ -335,6 +356,12 @@ pub async fn reload_accounts(
         })
         .await
         .map_err(|e| ControlError::Unavailable(format!("supervisor: {e}")))?;
+    let result = result.map(|mut diff| {
+        if let (Some(keys), Some(fields)) = (&plane.keys, diff.as_object_mut()) {
+            fields.insert("keys".into(), keys.apply(&settings.api.keys));
+        }
+        diff
+    });
     if let Ok(diff) = &result {
         info!(plane.log, "accounts reloaded"; "by" => by, "diff" => diff.to_string());
     }
