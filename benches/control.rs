@@ -66,7 +66,11 @@ fn account_json(id: &str, venue: &str) -> String {
 fn run(n: usize, adds: usize) -> Result<(), String> {
     let venue = fake_venue::FakeVenue::start();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut yaml = String::from("accounts:\n");
+    // The bench polls every 10 ms from one address: the per-address bucket is opened
+    // wide, or the daemon's own rate limit (50/s) would answer the polls and the adds.
+    let mut yaml = String::from(
+        "api:\n  rate_limit:\n    per_ip: {per_second: 1000000, burst: 1000000}\naccounts:\n",
+    );
     for i in 1..=n {
         yaml.push_str(&format!(
             "  - id: ctl-{i:04}\n    asterdex: {{ base_url: {} }}\n    llm_model: builtin/ema-rsi\n    \
