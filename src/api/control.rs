@@ -70,6 +70,21 @@ pub fn status_of(e: &ControlError) -> u16 {
     }
 }
 
+/// Sends `msg` to the Supervisor and maps its answer: a mailbox failure is a 503, a
+/// refusal the status its kind calls for ([`api_error`]).
+async fn ask_supervisor<M>(state: &ApiState, msg: M) -> Result<Value, ApiError>
+where
+    M: actix::Message<Result = crate::actors::messages::ControlResult> + Send + 'static,
+    crate::actors::supervisor::Supervisor: actix::Handler<M>,
+{
+    state
+        .supervisor
+        .send(msg)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
+        .map_err(api_error)
+}
+
 fn api_error(e: ControlError) -> ApiError {
     let status = status_of(&e);
     match e {
@@ -182,16 +197,15 @@ async fn add_account(
             .control
             .mask
             .add(crate::control::account_secrets(&cfg));
-        state
-            .supervisor
-            .send(AddAccount {
+        ask_supervisor(
+            &state,
+            AddAccount {
                 cfg,
                 definition,
                 by: caller.name().to_string(),
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
-            .map_err(api_error)
+            },
+        )
+        .await
     }
     .await;
     request.answer(outcome).await
@@ -249,16 +263,15 @@ async fn remove_account(
     };
     let outcome = async {
         may_control(&state, &caller, &id)?;
-        state
-            .supervisor
-            .send(RemoveAccount {
+        ask_supervisor(
+            &state,
+            RemoveAccount {
                 id: AccountId::new(&id),
                 close_positions,
                 by: caller.name().to_string(),
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
-            .map_err(api_error)
+            },
+        )
+        .await
     }
     .await;
     request.answer(outcome).await
@@ -283,16 +296,15 @@ async fn set_paused(
     };
     let outcome = async {
         may_control(&state, &caller, &id)?;
-        state
-            .supervisor
-            .send(SetAccountPaused {
+        ask_supervisor(
+            &state,
+            SetAccountPaused {
                 id: AccountId::new(&id),
                 paused,
                 by: caller.name().to_string(),
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
-            .map_err(api_error)
+            },
+        )
+        .await
     }
     .await;
     request.answer(outcome).await
@@ -329,15 +341,14 @@ async fn close_all(
     };
     let outcome = async {
         may_control(&state, &caller, &id)?;
-        state
-            .supervisor
-            .send(CloseAllOf {
+        ask_supervisor(
+            &state,
+            CloseAllOf {
                 id: AccountId::new(&id),
                 by: caller.name().to_string(),
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
-            .map_err(api_error)
+            },
+        )
+        .await
     }
     .await;
     request.answer(outcome).await
@@ -381,16 +392,15 @@ async fn kill_switch_on(
     let outcome = async {
         caller.require(Role::Admin)?;
         let parsed = parsed?;
-        state
-            .supervisor
-            .send(SetKillSwitch {
+        ask_supervisor(
+            &state,
+            SetKillSwitch {
                 enabled: true,
                 flatten: parsed.flatten,
                 by: caller.name().to_string(),
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
-            .map_err(api_error)
+            },
+        )
+        .await
     }
     .await;
     request.answer(outcome).await
@@ -409,16 +419,15 @@ async fn kill_switch_off(
     };
     let outcome = async {
         caller.require(Role::Admin)?;
-        state
-            .supervisor
-            .send(SetKillSwitch {
+        ask_supervisor(
+            &state,
+            SetKillSwitch {
                 enabled: false,
                 flatten: false,
                 by: caller.name().to_string(),
-            })
-            .await
-            .map_err(|e| ApiError::unavailable(format!("supervisor: {e}")))?
-            .map_err(api_error)
+            },
+        )
+        .await
     }
     .await;
     request.answer(outcome).await
