@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo bench --bench read_path` (release daemon). Knobs, as environment
 //! variables: `VIBEX_READ_CLIENTS` (concurrent keep-alive clients, default `32`),
+//! `VIBEX_READ_THREADS` (the event-loop threads that run them, default `2`: the load of
+//! `wrk -t2 -c32`, the measurement),
 //! `VIBEX_READ_SECONDS` (per scenario, default `10`), `VIBEX_READ_ROWS` (orders and fills
 //! seeded, default `1000`), `VIBEX_READ_PATHS` (comma-separated request targets, default
 //! `/orders?limit=100,/trades?limit=100`), `VIBEX_READ_ACCOUNTS` (paper accounts
@@ -24,8 +26,9 @@
 //!    the release `vibex` on a free loopback port (`VIBEX_LOG_LEVEL=info`);
 //! 2. seeds `VIBEX_READ_ROWS` filled orders and their fills through the write path's
 //!    own query (`queries::record_execution`, see `support/seed.rs`);
-//! 3. per target: 1 s of warm-up, then `VIBEX_READ_CLIENTS` threads, each with one
-//!    keep-alive connection, send the request back to back for `VIBEX_READ_SECONDS`.
+//! 3. per target: 1 s of warm-up, then `VIBEX_READ_CLIENTS` keep-alive connections on
+//!    `VIBEX_READ_THREADS` event-loop threads (as wrk runs them) send the request back
+//!    to back for `VIBEX_READ_SECONDS`.
 //!    The daemon's CPU is `utime + stime` of `/proc/<pid>/stat` (every thread) before and
 //!    after; "CPU/req" is that difference over the requests answered, "net CPU/req" the
 //!    same after subtracting what the idle daemon spends in as long (its market-data
@@ -149,39 +152,140 @@ fn cpu_ticks(pid: u32) -> u64 {
     support::stat(pid).map_or(0, |(_, t)| t)
 }
 
-fn drive(addr: &str, pid: u32, target: &str, header: &str, clients: usize, secs: u64) -> Outcome {
+/// One keep-alive connection of an event-loop thread, sending one request at a time.
+/// Returns its latencies (ms) of 200 answers, its errors and its other answers.
+async fn event_client(
+    addr: String,
+    request: Arc<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+) -> (Vec<f64>, usize, usize) {
+    let (mut lat, mut errors, mut non_200) = (Vec::new(), 0, 0);
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut conn: Option<tokio::net::TcpStream> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let s = match conn.as_mut() {
+            Some(s) => s,
+            None => match tokio::net::TcpStream::connect(&addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conn.insert(s)
+                }
+                Err(_) => {
+                    errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let t = Instant::now();
+        match exchange(s, &request, &mut buf).await {
+            Ok(200) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+            Ok(_) => non_200 += 1,
+            Err(_) => {
+                errors += 1;
+                conn = None;
+            }
+        }
+    }
+    (lat, errors, non_200)
+}
+
+/// Writes `request` and reads one whole answer into `buf`; returns its status.
+async fn exchange(
+    s: &mut tokio::net::TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u16> {
+    let mut sent = 0;
+    while sent < request.len() {
+        s.writable().await?;
+        match s.try_write(&request[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.clear();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut want: Option<usize> = None;
+    loop {
+        if let Some(total) = want {
+            if buf.len() >= total {
+                break;
+            }
+        }
+        s.readable().await?;
+        match s.try_read(&mut chunk) {
+            Ok(0) => return Err(std::io::Error::other("closed")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+        if want.is_none() {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .ok_or_else(|| std::io::Error::other("no content-length"))?;
+                want = Some(p + 4 + len);
+            }
+        }
+    }
+    Ok(std::str::from_utf8(buf.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+/// `clients` keep-alive connections spread over `threads` event-loop threads (the shape
+/// of `wrk -t2 -c32`), each sending `target` back to back, for 1 s of warm-up and then
+/// `secs` measured.
+fn drive(
+    addr: &str,
+    pid: u32,
+    target: &str,
+    header: &str,
+    (clients, threads): (usize, usize),
+    secs: u64,
+) -> Outcome {
+    let extra = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
+    let request =
+        Arc::new(format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n").into_bytes());
     let run = |duration: Duration| {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..clients)
-            .map(|_| {
-                let (addr, target, header, stop) = (
-                    addr.to_string(),
-                    target.to_string(),
-                    header.to_string(),
-                    stop.clone(),
-                );
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let n = clients / threads + usize::from(t < clients % threads);
+                let (addr, request, stop) = (addr.to_string(), request.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    let mut lat = Vec::new();
-                    let (mut errors, mut non_200) = (0, 0);
-                    let mut c = Client::connect(&addr, &target, &header).ok();
-                    while !stop.load(Ordering::Relaxed) {
-                        let Some(client) = c.as_mut() else {
-                            errors += 1;
-                            std::thread::sleep(Duration::from_millis(10));
-                            c = Client::connect(&addr, &target, &header).ok();
-                            continue;
-                        };
-                        let t = Instant::now();
-                        match client.round_trip() {
-                            Ok(200) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                            Ok(_) => non_200 += 1,
-                            Err(_) => {
-                                errors += 1;
-                                c = None;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a client runtime");
+                    rt.block_on(async move {
+                        let tasks: Vec<_> = (0..n)
+                            .map(|_| {
+                                tokio::spawn(event_client(
+                                    addr.clone(),
+                                    request.clone(),
+                                    stop.clone(),
+                                ))
+                            })
+                            .collect();
+                        let mut all = Vec::new();
+                        for task in tasks {
+                            if let Ok(r) = task.await {
+                                all.push(r);
                             }
                         }
-                    }
-                    (lat, errors, non_200)
+                        all
+                    })
                 })
             })
             .collect();
@@ -197,16 +301,17 @@ fn drive(addr: &str, pid: u32, target: &str, header: &str, clients: usize, secs:
             cpu_secs: 0.0,
             latencies_ms: Vec::new(),
         };
-        for th in threads {
-            if let Ok((lat, e, n)) = th.join() {
+        // The daemon's CPU is read when the clients stop sending, before joining them.
+        out.cpu_secs = cpu_ticks(pid).saturating_sub(cpu0) as f64 / CLOCK_TICKS_PER_SEC;
+        out.wall = t0.elapsed();
+        for h in handles {
+            for (lat, e, n) in h.join().unwrap_or_default() {
                 out.requests += lat.len() + n;
                 out.errors += e;
                 out.non_200 += n;
                 out.latencies_ms.extend(lat);
             }
         }
-        out.wall = t0.elapsed();
-        out.cpu_secs = cpu_ticks(pid).saturating_sub(cpu0) as f64 / CLOCK_TICKS_PER_SEC;
         out
     };
     run(Duration::from_secs(1));
@@ -287,6 +392,7 @@ fn main() {
         return;
     }
     let clients: usize = knob("VIBEX_READ_CLIENTS", 32);
+    let threads: usize = knob("VIBEX_READ_THREADS", 2).clamp(1, clients.max(1));
     let secs: u64 = knob("VIBEX_READ_SECONDS", 10);
     let rows: usize = knob("VIBEX_READ_ROWS", 1000);
     let accounts: usize = knob("VIBEX_READ_ACCOUNTS", 1).max(1);
@@ -342,7 +448,7 @@ fn main() {
     }
     let pid = child.id();
     println!(
-        "read_path: daemon {}, {rows} orders + {rows} fills, {clients} keep-alive clients, {secs} s per target, {}",
+        "read_path: daemon {}, {rows} orders + {rows} fills, {clients} keep-alive clients on {threads} event-loop threads, {secs} s per target, {}",
         env!("CARGO_BIN_EXE_vibex"),
         if header.is_empty() {
             "no key (loopback)"
@@ -367,7 +473,7 @@ fn main() {
     println!("| target | clients | requests | req/s | daemon CPU/req (ms) | net CPU/req (ms) | p50 (ms) | p99 (ms) | non-200 | errors |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for target in paths.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let o = drive(&addr, pid, target, &header, clients, secs);
+        let o = drive(&addr, pid, target, &header, (clients, threads), secs);
         let lat = support::sorted(&o.latencies_ms);
         let per_req = |cpu: f64| {
             if o.requests > 0 {
