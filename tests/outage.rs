@@ -5,6 +5,8 @@
 //!   (their rows spooled), new entries are refused once the outage outlasts
 //!   `storage.halt_entries_after`, and in the end every row of every cycle announced
 //!   as completed is in PostgreSQL exactly once;
+//! - meanwhile the API's lists answer `503 database unavailable` (JSON, within a few
+//!   seconds, short pages and long ones alike) and answer again once PostgreSQL is back;
 //! - the same with the daemon killed (SIGKILL) in the middle of the outage, then
 //!   restarted once PostgreSQL is back: the spool is replayed before trading resumes
 //!   and nothing that was announced is lost or doubled.
@@ -23,6 +25,39 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const MODEL: &str = "x-ai/grok-4";
+
+/// The API's short page (read on the HTTP worker's own connection) and long page (read
+/// on the blocking pool) of orders and fills: each answers `want`, as JSON, within 8 s.
+async fn lists_answer(d: &Daemon, want: u16) {
+    for path in [
+        "/orders?limit=10",
+        "/trades?limit=100",
+        "/orders?limit=1000",
+        "/trades?limit=500",
+    ] {
+        let asked = Instant::now();
+        let (status, body) = d.get(path).await;
+        let took = asked.elapsed();
+        assert_eq!(status, want, "GET {path}: {body}");
+        assert!(took < Duration::from_secs(8), "GET {path} took {took:?}");
+        if want == 503 {
+            assert_eq!(body["error"]["code"], "unavailable", "GET {path}: {body}");
+            assert_eq!(
+                body["error"]["message"], "database unavailable",
+                "GET {path}: {body}"
+            );
+            assert!(
+                !body
+                    .to_string()
+                    .to_lowercase()
+                    .contains("connection refused"),
+                "no database error text reaches a client: {body}"
+            );
+        } else {
+            assert!(body["items"].is_array(), "GET {path}: {body}");
+        }
+    }
+}
 
 /// Every `cycle_completed` frame seen so far.
 fn completed(ws: &WsClient) -> Vec<Value> {
@@ -205,11 +240,13 @@ accounts:
     let mut d = Daemon::start(&yaml, Some(&url), &[]);
     let ws = WsClient::connect(&d, "/ws/trading-events").await;
     wait_completed(&ws, 6, Duration::from_secs(30), "cycles before the outage").await;
+    lists_answer(&d, 200).await;
 
     cluster.stop();
     let down = Instant::now();
     let storage = wait_store(&d, "spooling", Duration::from_secs(20)).await;
     assert!(storage["outage_since"].is_string(), "{storage}");
+    lists_answer(&d, 503).await;
     // Trading goes on: cycles complete, their rows durable in the spool.
     let before = completed(&ws).len();
     wait_completed(
@@ -253,6 +290,7 @@ accounts:
     let during = completed(&ws).len() - before;
     cluster.start();
     wait_store(&d, "online", Duration::from_secs(60)).await;
+    lists_answer(&d, 200).await;
     let back = completed(&ws).len();
     wait_completed(
         &ws,

@@ -107,14 +107,14 @@ impl<'a> Object<'a> {
     }
 }
 
-fn int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// A JSON string: copied as is when nothing in it needs escaping, else serde_json's
 /// escaping.
-fn text(out: &mut Vec<u8>, v: &str) {
-    if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+pub(crate) fn text(out: &mut Vec<u8>, v: &str) {
+    if plain(v.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(v.as_bytes());
         out.push(b'"');
@@ -124,7 +124,30 @@ fn text(out: &mut Vec<u8>, v: &str) {
     }
 }
 
-fn uuid(out: &mut Vec<u8>, v: &Uuid) {
+/// Whether `bytes` hold nothing JSON escapes (a control character, `"` or `\\`), eight
+/// bytes at a time: `x - 0x01..01 * n & !x & 0x80..80` is non-zero exactly when a byte
+/// of `x` is below `n` (n <= 128), and a byte equal to `c` is a zero byte of `x ^ c..c`.
+fn plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(eight);
+        let hits = below(x, 0x20) | below(x ^ (ONES * 0x22), 1) | below(x ^ (ONES * 0x5c), 1);
+        if hits & HIGH != 0 {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
+pub(crate) fn uuid(out: &mut Vec<u8>, v: &Uuid) {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     out.push(b'"');
     out.extend_from_slice(v.hyphenated().encode_lower(&mut buf).as_bytes());
@@ -134,7 +157,7 @@ fn uuid(out: &mut Vec<u8>, v: &Uuid) {
 /// A decimal as serde writes it (`serde-with-str`): its `Display` text — every digit of
 /// its scale, trailing zeros included — quoted. The digits come from the mantissa
 /// directly; a negative zero (rare, and printed with its sign) takes `Display`.
-fn decimal(out: &mut Vec<u8>, v: &Decimal) {
+pub(crate) fn decimal(out: &mut Vec<u8>, v: &Decimal) {
     out.push(b'"');
     if v.is_zero() && v.is_sign_negative() {
         // Writing into a Vec cannot fail.
@@ -166,7 +189,7 @@ fn decimal(out: &mut Vec<u8>, v: &Decimal) {
 
 /// A timestamp as chrono's serde writes it: RFC 3339 with `Z`, and the fraction of a
 /// second in 0, 3, 6 or 9 digits (the fewest that keep it exact).
-fn time(out: &mut Vec<u8>, v: &DateTime<Utc>) {
+pub(crate) fn time(out: &mut Vec<u8>, v: &DateTime<Utc>) {
     let year = v.year();
     let nanos = v.nanosecond();
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
@@ -176,6 +199,13 @@ fn time(out: &mut Vec<u8>, v: &DateTime<Utc>) {
         out.push(b'"');
         return;
     }
+    let date = [year as u32, v.month(), v.day()];
+    let clock = [v.hour(), v.minute(), v.second()];
+    civil_time(out, date, clock, nanos);
+}
+
+/// A timestamp of a year 0 to 9999 from its parts, written as [`time`] writes it.
+pub(crate) fn civil_time(out: &mut Vec<u8>, date: [u32; 3], clock: [u32; 3], nanos: u32) {
     let mut buf = [0u8; 32];
     let digits = |buf: &mut [u8], at: usize, width: usize, mut n: u32| {
         for i in (0..width).rev() {
@@ -184,17 +214,17 @@ fn time(out: &mut Vec<u8>, v: &DateTime<Utc>) {
         }
     };
     buf[0] = b'"';
-    digits(&mut buf, 1, 4, year as u32);
+    digits(&mut buf, 1, 4, date[0]);
     buf[5] = b'-';
-    digits(&mut buf, 6, 2, v.month());
+    digits(&mut buf, 6, 2, date[1]);
     buf[8] = b'-';
-    digits(&mut buf, 9, 2, v.day());
+    digits(&mut buf, 9, 2, date[2]);
     buf[11] = b'T';
-    digits(&mut buf, 12, 2, v.hour());
+    digits(&mut buf, 12, 2, clock[0]);
     buf[14] = b':';
-    digits(&mut buf, 15, 2, v.minute());
+    digits(&mut buf, 15, 2, clock[1]);
     buf[17] = b':';
-    digits(&mut buf, 18, 2, v.second());
+    digits(&mut buf, 18, 2, clock[2]);
     let mut len = 20;
     if nanos != 0 {
         buf[len] = b'.';
@@ -314,6 +344,35 @@ mod tests {
             out.push(base + chrono::Duration::nanoseconds(nanos));
         }
         out
+    }
+
+    #[test]
+    fn the_fast_check_finds_exactly_what_needs_escaping() {
+        let naive = |b: &[u8]| b.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..80 {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        // Mostly plain letters, sometimes anything.
+                        if seed % 7 == 0 {
+                            (seed >> 8) as u8
+                        } else {
+                            b'a' + (seed >> 8) as u8 % 26
+                        }
+                    })
+                    .collect();
+                assert_eq!(plain(&bytes), naive(&bytes), "{bytes:?}");
+            }
+        }
+        for b in 0..=255u8 {
+            let mut v = vec![b'x'; 17];
+            v[9] = b;
+            assert_eq!(plain(&v), naive(&v), "{b}");
+        }
     }
 
     fn decimals() -> Vec<Decimal> {

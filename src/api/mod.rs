@@ -17,6 +17,7 @@ pub mod health;
 pub mod logs;
 pub mod params;
 pub mod reads;
+pub mod row_json;
 pub mod ws_session;
 
 use crate::actors::event_bus::EventBus;
@@ -24,7 +25,7 @@ use crate::actors::events::{Channel, EventFilter};
 use crate::actors::messages::{GetMarketData, GetOneAccountStatus, GetSystemStatus, StatusSelect};
 use crate::actors::supervisor::Supervisor;
 use crate::config::AccountConfig;
-use crate::db::models::IncomeRow;
+use crate::db::models::{FillRow, IncomeRow, OrderRow, PositionRow};
 use crate::db::{queries, DbPool};
 use crate::domain::types::{AccountId, Asset};
 use access::Caller;
@@ -170,6 +171,38 @@ where
     F: FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
 {
     state.reads.run(f).await
+}
+
+/// A page of the busiest lists, each row written as JSON from PostgreSQL's wire format
+/// (see [`row_json`]). A page of up to [`reads::HERE_MAX_ROWS`] rows is read on the HTTP
+/// worker's own connection ([`reads::ReadPool::load_here`]): no thread hand-off, and
+/// its cost is small enough to share the worker with `/health`; a longer page is read
+/// and written on the blocking pool, as every other query.
+async fn row_json_page<T, Q>(
+    state: &ApiState,
+    f: queries::ListFilter,
+    build: fn(&queries::ListFilter) -> Q,
+) -> Result<web::Bytes, ApiError>
+where
+    T: 'static,
+    row_json::Json<T>: Send,
+    Q: for<'c> diesel_async::methods::LoadQuery<
+            'static,
+            &'c diesel_async::AsyncPgConnection,
+            row_json::Json<T>,
+        > + diesel::query_dsl::LoadQuery<'static, diesel::PgConnection, row_json::Json<T>>
+        + 'static,
+{
+    let limit = f.limit;
+    if limit <= reads::HERE_MAX_ROWS {
+        let rows = state.reads.load_here(|| build(&f)).await?;
+        return Ok(web::Bytes::from(row_json::page(&rows, limit)));
+    }
+    query(state, move |c| {
+        let rows: Vec<row_json::Json<T>> = diesel::RunQueryDsl::load(build(&f), c)?;
+        Ok(web::Bytes::from(row_json::page(&rows, limit)))
+    })
+    .await
 }
 
 /// A page of rows serialised on the blocking thread that read them: the worker threads
@@ -424,12 +457,8 @@ async fn positions(
         }
         f.status = Some(s);
     }
-    let limit = f.limit;
-    let body = query(&state, move |c| {
-        Ok(web::Bytes::from(encode::page(
-            &queries::list_positions(c, &f)?,
-            limit,
-        )))
+    let body = row_json_page(&state, f, |f| {
+        queries::positions_page(row_json::columns::<PositionRow>(), f)
     })
     .await?;
     Ok(json_body(body))
@@ -441,12 +470,8 @@ async fn orders(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let f = q.filter(&state, &caller)?;
-    let limit = f.limit;
-    let body = query(&state, move |c| {
-        Ok(web::Bytes::from(encode::page(
-            &queries::list_orders(c, &f)?,
-            limit,
-        )))
+    let body = row_json_page(&state, f, |f| {
+        queries::orders_page(row_json::columns::<OrderRow>(), f)
     })
     .await?;
     Ok(json_body(body))
@@ -530,12 +555,8 @@ async fn trades(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let f = q.filter(&state, &caller)?;
-    let limit = f.limit;
-    let body = query(&state, move |c| {
-        Ok(web::Bytes::from(encode::page(
-            &queries::list_fills(c, &f)?,
-            limit,
-        )))
+    let body = row_json_page(&state, f, |f| {
+        queries::fills_page(row_json::columns::<FillRow>(), f)
     })
     .await?;
     Ok(json_body(body))

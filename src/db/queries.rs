@@ -13,6 +13,7 @@ use crate::db::models::*;
 use crate::db::schema::*;
 use chrono::{DateTime, Utc};
 use diesel::pg::upsert::excluded;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 
@@ -413,22 +414,27 @@ pub fn working_orders(conn: &mut PgConnection, account: &str) -> QueryResult<Vec
         .load(conn)
 }
 
-/// Positions, newest first; `status` is `open`, `closed` or absent for both.
-pub fn list_positions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<PositionRow>> {
-    let mut q = positions::table
-        .select(PositionRow::as_select())
-        .into_boxed();
+/// The query of a page of positions, newest first; `status` is `open`, `closed` or
+/// absent for both (see [`orders_page`]).
+pub fn positions_page<S>(
+    select: S,
+    f: &ListFilter,
+) -> positions::BoxedQuery<'static, Pg, S::SqlType>
+where
+    S: Page<positions::table>,
+{
+    let mut q = positions::table.select(select).into_boxed();
     if let Some(a) = &f.account_id {
-        q = q.filter(positions::account_id.eq(a));
+        q = q.filter(positions::account_id.eq(a.clone()));
     }
     if let Some(ids) = &f.scope {
-        q = q.filter(positions::account_id.eq_any(ids));
+        q = q.filter(positions::account_id.eq_any(ids.clone()));
     }
     if let Some(s) = &f.symbol {
-        q = q.filter(positions::symbol.eq(s));
+        q = q.filter(positions::symbol.eq(s.clone()));
     }
     if let Some(s) = &f.status {
-        q = q.filter(positions::status.eq(s));
+        q = q.filter(positions::status.eq(s.clone()));
     }
     if let Some(t) = f.since {
         q = q.filter(positions::opened_at.ge(t));
@@ -436,22 +442,29 @@ pub fn list_positions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Ve
     if let Some(t) = f.until {
         q = q.filter(positions::opened_at.lt(t));
     }
-    q.order(positions::opened_at.desc())
-        .limit(f.limit)
-        .load(conn)
+    q.order(positions::opened_at.desc()).limit(f.limit)
 }
 
-/// Orders, newest first.
-pub fn list_orders(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<OrderRow>> {
-    let mut q = orders::table.select(OrderRow::as_select()).into_boxed();
+/// Positions, newest first; `status` is `open`, `closed` or absent for both.
+pub fn list_positions(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<PositionRow>> {
+    positions_page(PositionRow::as_select(), f).load(conn)
+}
+
+/// The query of a page of orders, newest first: loaded on a blocking connection by
+/// [`list_orders`], or on an HTTP worker's own connection by the API (`api::reads`).
+pub fn orders_page<S>(select: S, f: &ListFilter) -> orders::BoxedQuery<'static, Pg, S::SqlType>
+where
+    S: Page<orders::table>,
+{
+    let mut q = orders::table.select(select).into_boxed();
     if let Some(a) = &f.account_id {
-        q = q.filter(orders::account_id.eq(a));
+        q = q.filter(orders::account_id.eq(a.clone()));
     }
     if let Some(ids) = &f.scope {
-        q = q.filter(orders::account_id.eq_any(ids));
+        q = q.filter(orders::account_id.eq_any(ids.clone()));
     }
     if let Some(s) = &f.symbol {
-        q = q.filter(orders::symbol.eq(s));
+        q = q.filter(orders::symbol.eq(s.clone()));
     }
     if let Some(s) = &f.status {
         q = q.filter(orders::status.eq(s.to_ascii_uppercase()));
@@ -462,20 +475,28 @@ pub fn list_orders(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<O
     if let Some(t) = f.until {
         q = q.filter(orders::created_at.lt(t));
     }
-    q.order(orders::created_at.desc()).limit(f.limit).load(conn)
+    q.order(orders::created_at.desc()).limit(f.limit)
 }
 
-/// Fills (trades), newest first.
-pub fn list_fills(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<FillRow>> {
-    let mut q = fills::table.select(FillRow::as_select()).into_boxed();
+/// Orders, newest first.
+pub fn list_orders(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<OrderRow>> {
+    orders_page(OrderRow::as_select(), f).load(conn)
+}
+
+/// The query of a page of fills (trades), newest first (see [`orders_page`]).
+pub fn fills_page<S>(select: S, f: &ListFilter) -> fills::BoxedQuery<'static, Pg, S::SqlType>
+where
+    S: Page<fills::table>,
+{
+    let mut q = fills::table.select(select).into_boxed();
     if let Some(a) = &f.account_id {
-        q = q.filter(fills::account_id.eq(a));
+        q = q.filter(fills::account_id.eq(a.clone()));
     }
     if let Some(ids) = &f.scope {
-        q = q.filter(fills::account_id.eq_any(ids));
+        q = q.filter(fills::account_id.eq_any(ids.clone()));
     }
     if let Some(s) = &f.symbol {
-        q = q.filter(fills::symbol.eq(s));
+        q = q.filter(fills::symbol.eq(s.clone()));
     }
     if let Some(t) = f.since {
         q = q.filter(fills::ts.ge(t));
@@ -483,7 +504,33 @@ pub fn list_fills(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<Fi
     if let Some(t) = f.until {
         q = q.filter(fills::ts.lt(t));
     }
-    q.order(fills::ts.desc()).limit(f.limit).load(conn)
+    q.order(fills::ts.desc()).limit(f.limit)
+}
+
+/// What a page query may select from `table`: the row type (`OrderRow::as_select()`)
+/// or any other selection of its columns (the API's `api::row_json::columns`, which loads
+/// each row as JSON).
+pub trait Page<QS>:
+    SelectableExpression<QS>
+    + diesel::expression::ValidGrouping<(), IsAggregate = diesel::expression::is_aggregate::No>
+    + diesel::query_builder::QueryFragment<Pg>
+    + Send
+    + 'static
+{
+}
+
+impl<QS, S> Page<QS> for S where
+    S: SelectableExpression<QS>
+        + diesel::expression::ValidGrouping<(), IsAggregate = diesel::expression::is_aggregate::No>
+        + diesel::query_builder::QueryFragment<Pg>
+        + Send
+        + 'static
+{
+}
+
+/// Fills (trades), newest first.
+pub fn list_fills(conn: &mut PgConnection, f: &ListFilter) -> QueryResult<Vec<FillRow>> {
+    fills_page(FillRow::as_select(), f).load(conn)
 }
 
 /// Decisions, newest first; `status` filters by outcome (`approved`, `refused`, `hold`).
