@@ -9,12 +9,11 @@
 
 mod common;
 
-use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
 use diesel_async::AsyncConnection;
 use vibex::api::{encode, row_json};
-use vibex::db::models::{AccountRow, FillRow, OrderRow, PositionRow};
+use vibex::db::models::{FillRow, OrderRow, PositionRow};
 use vibex::db::queries::{self, ListFilter};
 
 const NUMERICS: &[&str] = &[
@@ -79,25 +78,6 @@ fn uuid(account: &str, i: usize, kind: u8) -> String {
         .bytes()
         .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
     format!("{i:08x}-{salt:04x}-4000-8000-{kind:012x}")
-}
-
-fn account(id: &str) -> AccountRow {
-    let now = Utc::now();
-    AccountRow {
-        id: id.into(),
-        mode: "paper".into(),
-        venue_base_url: "http://127.0.0.1:1".into(),
-        llm_model: "builtin/hold".into(),
-        assets: vec!["BTC".into()],
-        interval_label: "5m".into(),
-        leverage: 2,
-        status: "registered".into(),
-        paper_starting_balance: rust_decimal::Decimal::from(10_000),
-        paper_wallet_balance: rust_decimal::Decimal::from(10_000),
-        config: serde_json::json!({}),
-        created_at: now,
-        updated_at: now,
-    }
 }
 
 type T = Nullable<Text>;
@@ -287,7 +267,7 @@ fn setup() -> (common::pg::TestDb, PgConnection) {
     vibex::db::run_migrations(&mut pool.get().unwrap()).unwrap();
     let mut conn = PgConnection::establish(&tdb.url).unwrap();
     for id in ["w1", "w2", "w3", "w4", "w5"] {
-        queries::upsert_account(&mut conn, &account(id)).unwrap();
+        queries::upsert_account(&mut conn, &common::pg::paper_account_row(id)).unwrap();
     }
     (tdb, conn)
 }

@@ -91,32 +91,13 @@ fn collector(pool: Option<DbPool>) -> (Recipient<Publish>, Arc<Mutex<Vec<Seen>>>
     (addr.recipient(), seen)
 }
 
-fn account_row(id: &str) -> AccountRow {
-    let now = Utc::now();
-    AccountRow {
-        id: id.into(),
-        mode: "paper".into(),
-        venue_base_url: "http://127.0.0.1:1".into(),
-        llm_model: "builtin/hold".into(),
-        assets: vec!["BTC".into()],
-        interval_label: "1m".into(),
-        leverage: 1,
-        status: "registered".into(),
-        paper_starting_balance: Decimal::from(10_000),
-        paper_wallet_balance: Decimal::from(10_000),
-        config: json!({}),
-        created_at: now,
-        updated_at: now,
-    }
-}
-
 /// Migrates the database behind `url` and registers the accounts.
 fn prepare(url: &str) -> DbPool {
     let pool = db::connect(url, 6).unwrap();
     let mut conn = pool.get().unwrap();
     db::run_migrations(&mut conn).unwrap();
     for id in ACCOUNTS {
-        queries::upsert_account(&mut conn, &account_row(id)).unwrap();
+        queries::upsert_account(&mut conn, &common::pg::paper_account_row(id)).unwrap();
     }
     pool
 }

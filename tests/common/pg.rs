@@ -204,3 +204,23 @@ impl Drop for StoppableCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A registered paper account's row, for tests that write rows of their own under it.
+pub fn paper_account_row(id: &str) -> vibex::db::models::AccountRow {
+    let now = chrono::Utc::now();
+    vibex::db::models::AccountRow {
+        id: id.into(),
+        mode: "paper".into(),
+        venue_base_url: "http://127.0.0.1:1".into(),
+        llm_model: "builtin/hold".into(),
+        assets: vec!["BTC".into()],
+        interval_label: "1m".into(),
+        leverage: 1,
+        status: "registered".into(),
+        paper_starting_balance: rust_decimal::Decimal::from(10_000),
+        paper_wallet_balance: rust_decimal::Decimal::from(10_000),
+        config: serde_json::json!({}),
+        created_at: now,
+        updated_at: now,
+    }
+}
