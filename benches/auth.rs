@@ -45,11 +45,10 @@ use rust_decimal::Decimal;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{free_port, percentile, stat, tail, terminate, wait_healthy, AMBIENT};
+use support::{percentile, stat, tail, terminate, wait_healthy};
 use vibex::api::access::Role;
 use vibex::api::auth::{key_digest, Gate, ServingPlan};
 use vibex::config::{ApiKeyConfig, ApiSettings, RateBucket, RateLimitSettings};
@@ -275,22 +274,8 @@ fn http_run(venue: &str, with_key: bool, connections: usize, window: Duration) -
         .expect("temp dir");
     let dir = tmp.path();
     std::fs::write(dir.join("accounts.yaml"), accounts_yaml(venue, with_key)).expect("yaml");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
-    cmd.args(["--accounts", "accounts.yaml", "run"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("stdout.txt")).expect("stdout"))
-        .stderr(std::fs::File::create(dir.join("stderr.txt")).expect("stderr"));
-    for var in AMBIENT {
-        cmd.env_remove(var);
-    }
-    cmd.env("API_HOST", "127.0.0.1")
-        .env("API_PORT", port.to_string())
-        .env("VIBEX_LOG_LEVEL", "info")
-        .env("DATABASE_URL", &db.url);
-    let mut child: Child = cmd.spawn().expect("spawn vibex");
+    let (mut child, addr) =
+        support::spawn_daemon_with(dir, "info", None, &[("DATABASE_URL", &db.url)]);
     if let Err(e) = wait_healthy(&mut child, &addr, Duration::from_secs(120)) {
         let _ = child.kill();
         panic!("{e}\n{}", tail(&dir.join("stderr.txt"), 30));

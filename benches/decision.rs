@@ -63,7 +63,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 const ASSETS: [&str; 3] = ["BTC", "ETH", "SOL"];
@@ -237,23 +237,9 @@ fn run_daemon(benches: &[Bench], venue: &str, llm: &str, window: Duration, keep:
         accounts_yaml(benches, venue, llm),
     )
     .expect("accounts.yaml");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
-    cmd.args(["--accounts", "accounts.yaml", "run"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join("stdout.txt")).expect("stdout file"))
-        .stderr(std::fs::File::create(dir.join("stderr.txt")).expect("stderr file"));
-    for var in AMBIENT {
-        cmd.env_remove(var);
-    }
-    cmd.env("API_HOST", "127.0.0.1")
-        .env("API_PORT", port.to_string())
-        .env("VIBEX_LOG_LEVEL", "info");
     println!("\n== starting the daemon in {}", dir.display());
     let spawned = Instant::now();
-    let mut child = cmd.spawn().expect("spawn vibex");
+    let (mut child, addr) = support::spawn_daemon(&dir, "info", None);
     let mut run = Run {
         window,
         ..Run::default()

@@ -16,15 +16,28 @@ use std::time::{Duration, Instant};
 /// configuration; removed so the accounts file alone decides.
 #[path = "../../tests/common/process.rs"]
 mod process;
+// `free_port` is for benches that need a port nobody listens on (benches/store.rs).
+#[allow(unused_imports)]
 pub use process::{free_port, AMBIENT};
 
 /// Starts `vibex --accounts accounts.yaml run` in `dir` (which holds the accounts file)
-/// on a free loopback port, stdout and stderr to `dir/stdout.txt` and `dir/stderr.txt`,
-/// the caller's configuring variables removed. `nofile` limits its open files like a
-/// shell's `ulimit -n` (soft and hard). Returns the child and `127.0.0.1:PORT`.
+/// on a loopback port of the daemon's own choosing (port 0: no other process can take
+/// it between a pick and the bind), stdout and stderr to `dir/stdout.txt` and
+/// `dir/stderr.txt`, the caller's configuring variables removed. `nofile` limits its
+/// open files like a shell's `ulimit -n` (soft and hard). Returns the child and the
+/// `127.0.0.1:PORT` of its `vibex listening on` line; panics with its stderr if it
+/// exits or does not listen within 5 minutes.
 pub fn spawn_daemon(dir: &Path, log_level: &str, nofile: Option<u64>) -> (Child, String) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    spawn_daemon_with(dir, log_level, nofile, &[])
+}
+
+/// [`spawn_daemon`] with more environment variables (`DATABASE_URL`, ...).
+pub fn spawn_daemon_with(
+    dir: &Path,
+    log_level: &str,
+    nofile: Option<u64>,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibex"));
     cmd.args(["--accounts", "accounts.yaml", "run"])
         .current_dir(dir)
@@ -35,8 +48,11 @@ pub fn spawn_daemon(dir: &Path, log_level: &str, nofile: Option<u64>) -> (Child,
         cmd.env_remove(var);
     }
     cmd.env("API_HOST", "127.0.0.1")
-        .env("API_PORT", port.to_string())
+        .env("API_PORT", "0")
         .env("VIBEX_LOG_LEVEL", log_level);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     if let Some(n) = nofile {
         use nix::sys::resource::{setrlimit, Resource};
         use std::os::unix::process::CommandExt;
@@ -48,8 +64,36 @@ pub fn spawn_daemon(dir: &Path, log_level: &str, nofile: Option<u64>) -> (Child,
             });
         }
     }
-    let child = cmd.spawn().expect("spawn vibex");
-    (child, addr)
+    let mut child = cmd.spawn().expect("spawn vibex");
+    match listening_addr(&mut child, dir, Duration::from_secs(300)) {
+        Ok(addr) => (child, addr),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{e}; stderr:\n{}", tail(&dir.join("stderr.txt"), 30));
+        }
+    }
+}
+
+/// The address of the daemon's `vibex listening on http://ADDR` line in `dir/stdout.txt`.
+fn listening_addr(child: &mut Child, dir: &Path, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stdout = std::fs::read_to_string(dir.join("stdout.txt")).unwrap_or_default();
+        if let Some(addr) = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("vibex listening on http://"))
+        {
+            return Ok(addr.trim().to_string());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("vibex exited before listening ({status})"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("vibex did not listen within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn wait_healthy(child: &mut Child, addr: &str, timeout: Duration) -> Result<(), String> {
